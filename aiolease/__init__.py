@@ -1,0 +1,36 @@
+"""Asyncio-native distributed leases (locks) on Amazon DynamoDB, with fencing tokens."""
+
+from __future__ import annotations
+
+from ._exceptions import (
+    LeaseConfigError,
+    LeaseError,
+    LeaseHeldError,
+    LeaseLostError,
+    LeaseStoreError,
+    LeaseTimeoutError,
+    TableNotFoundError,
+)
+from ._lease import Lease, LeaseInfo
+from ._manager import LeaseManager
+
+__all__ = [
+    "Lease",
+    "LeaseConfigError",
+    "LeaseError",
+    "LeaseHeldError",
+    "LeaseInfo",
+    "LeaseLostError",
+    "LeaseManager",
+    "LeaseStoreError",
+    "LeaseTimeoutError",
+    "TableNotFoundError",
+]
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import version  # noqa: PLC0415
+
+        return version("aiolease")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

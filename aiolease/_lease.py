@@ -1,0 +1,212 @@
+"""What a holder sees of its lease, and what anyone sees of a held key."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._exceptions import LeaseLostError, LostReason
+
+if TYPE_CHECKING:
+    from ._store import Record
+
+__all__ = ["Lease", "LeaseInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """A held lease as stored: who holds `key`, its fence, until when, and its data.
+
+    `expires_at` is the holder's wall clock at its last write plus the ttl (timezone-aware
+    UTC); other hosts may take over `max_clock_skew` after it by their own clocks.
+    """
+
+    key: str
+    owner: str
+    fence: int
+    expires_at: datetime
+    data: Any
+
+
+class _State(enum.Enum):
+    HELD = "held"
+    RELEASED = "released"
+    LOST = "lost"
+
+
+def utc_from_ms(ms: int) -> datetime:
+    """Epoch milliseconds to an aware UTC datetime."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def decode_data(raw: str | None) -> Any:
+    """The stored JSON text as a Python value (None when absent)."""
+    return None if raw is None else json.loads(raw)
+
+
+class Lease:
+    """A lease this process holds on `key`, valid until its local deadline.
+
+    The local deadline is measured on the monotonic clock from the send time of the write
+    that is in force, minus the safety margin, so it ends before any other host may take
+    the key over. Check `remaining` or call `ensure_held()` right before each side effect,
+    and pass `fence` to the protected resource so it can reject stale holders.
+    """
+
+    __slots__ = (
+        "_heartbeat_interval",
+        "_heartbeat_scope",
+        "_last_sent",
+        "_lost",
+        "_safety_margin",
+        "_scopes",
+        "_settled",
+        "_state",
+        "_valid_until",
+        "_version",
+        "_write_lock",
+        "data",
+        "expires_at",
+        "fence",
+        "key",
+        "owner",
+        "token",
+        "ttl",
+    )
+
+    def __init__(
+        self,
+        *,
+        record: Record,
+        ttl: float,
+        sent_at: float,
+        safety_margin: float,
+        heartbeat_interval: float,
+    ) -> None:
+        assert record.token is not None  # noqa: S101  (granted records always carry a token)
+        assert record.fence is not None  # noqa: S101
+        self.key: str = record.key
+        self.owner: str = record.owner or ""
+        self.token: str = record.token
+        self.fence: int = record.fence
+        self.ttl: float = ttl
+        self.data: Any = decode_data(record.data)
+        self.expires_at: datetime = utc_from_ms(record.expires_at_ms or 0)
+        self._version = record.version
+        self._safety_margin = safety_margin
+        self._heartbeat_interval = heartbeat_interval
+        self._last_sent = sent_at
+        self._valid_until = sent_at + ttl - safety_margin
+        self._state = _State.HELD
+        self._lost: LeaseLostError | None = None
+        self._settled = anyio.Event()
+        self._write_lock = anyio.Lock()
+        self._heartbeat_scope: anyio.CancelScope | None = None
+        self._scopes: list[anyio.CancelScope] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"<Lease key={self.key!r} owner={self.owner!r} fence={self.fence} "
+            f"state={self._state.value} remaining={self.remaining:.3f}>"
+        )
+
+    @property
+    def held(self) -> bool:
+        """True while neither released nor lost and the local deadline has not passed."""
+        return self._state is _State.HELD and anyio.current_time() < self._valid_until
+
+    @property
+    def remaining(self) -> float:
+        """Seconds of local validity left (monotonic clock, safety margin deducted); 0 when gone."""
+        if self._state is not _State.HELD:
+            return 0.0
+        return max(0.0, self._valid_until - anyio.current_time())
+
+    @property
+    def lost(self) -> LeaseLostError | None:
+        """Why the lease was lost, or None."""
+        return self._lost
+
+    def ensure_held(self) -> None:
+        """Raise `LeaseLostError` unless the lease is held and inside its local deadline."""
+        if self._state is _State.HELD and anyio.current_time() >= self._valid_until:
+            self._mark_lost("expired", "its local deadline passed without a successful refresh")
+        if self._lost is not None:
+            raise self._lost
+        if self._state is _State.RELEASED:
+            raise LeaseLostError(
+                f"lease {self.key!r} (fence {self.fence}) was released",
+                key=self.key,
+                fence=self.fence,
+                reason="released",
+            )
+
+    async def wait_lost(self) -> LeaseLostError:
+        """Wait until the lease is lost or released and return why.
+
+        Returns at the latest at the local deadline, whether or not a heartbeat runs.
+        """
+        while self._active():
+            with anyio.move_on_after(max(0.0, self._valid_until - anyio.current_time())):
+                await self._settled.wait()
+            if self._active() and anyio.current_time() >= self._valid_until:
+                self._mark_lost("expired", "its local deadline passed without a successful refresh")
+        if self._lost is not None:
+            return self._lost
+        return LeaseLostError(
+            f"lease {self.key!r} (fence {self.fence}) was released",
+            key=self.key,
+            fence=self.fence,
+            reason="released",
+        )
+
+    # -- used by the manager ----------------------------------------------------------
+
+    def _active(self) -> bool:
+        """Neither released nor lost (the local deadline is not considered)."""
+        return self._state is _State.HELD
+
+    def _renewed(self, record: Record, *, sent_at: float) -> None:
+        self._version = record.version
+        self._last_sent = sent_at
+        self._valid_until = sent_at + self.ttl - self._safety_margin
+        if record.expires_at_ms is not None:
+            self.expires_at = utc_from_ms(record.expires_at_ms)
+        self.data = decode_data(record.data)
+        for scope in self._scopes:
+            scope.deadline = self._valid_until
+
+    def _mark_lost(self, reason: LostReason, detail: str) -> LeaseLostError:
+        if self._lost is None and self._state is _State.HELD:
+            self._lost = LeaseLostError(
+                f"lease {self.key!r} (fence {self.fence}) was lost: {detail}",
+                key=self.key,
+                fence=self.fence,
+                reason=reason,
+            )
+            self._state = _State.LOST
+            self._settle(cancel_body=True)
+        return self._lost or LeaseLostError(
+            f"lease {self.key!r} (fence {self.fence}) is no longer held",
+            key=self.key,
+            fence=self.fence,
+            reason=reason,
+        )
+
+    def _mark_released(self) -> None:
+        if self._state is _State.HELD:
+            self._state = _State.RELEASED
+            self._settle(cancel_body=False)
+
+    def _settle(self, *, cancel_body: bool) -> None:
+        self._settled.set()
+        if self._heartbeat_scope is not None:
+            self._heartbeat_scope.cancel()
+        if cancel_body:
+            for scope in self._scopes:
+                scope.cancel()

@@ -1,0 +1,887 @@
+"""`LeaseManager`: the policy around the store: time, waiting, retries, heartbeats."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import re
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Final, Self
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._durations import Duration, optional_seconds, seconds
+from ._exceptions import (
+    LeaseConfigError,
+    LeaseError,
+    LeaseHeldError,
+    LeaseLostError,
+    LeaseStoreError,
+    LeaseTimeoutError,
+    LostReason,
+)
+from ._lease import Lease, LeaseInfo, _State, decode_data, utc_from_ms
+from ._store import UNSET, DataUpdate, DynamoDBClient, Record, Store, _Unset
+
+__all__ = ["LeaseManager"]
+
+logger = logging.getLogger("aiolease")
+
+_MAX_KEY_BYTES: Final = 2048  # DynamoDB's limit for a partition key value
+_MAX_DATA_BYTES: Final = 350_000  # leaves room under DynamoDB's 400 KB item limit
+_TABLE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+_FIRST_BACKOFF: Final = 0.05
+_EXPIRED_RELEASE_TIMEOUT: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Timing:
+    ttl: float
+    heartbeat_interval: float
+    safety_margin: float
+
+
+@dataclass(slots=True)
+class _Observation:
+    """A waiter's view of one record version, timed on its own monotonic clock."""
+
+    version: str
+    since: float
+    duration: float
+
+
+@dataclass(slots=True)
+class _Acquisition:
+    """The state of one acquire() call, kept across all its polls and retries."""
+
+    token: str
+    version: str
+    observed: _Observation | None = None
+    holder: Record | None = None
+    failure: LeaseStoreError | None = None
+    failures: int = 0
+    maybe_ours: bool = False  # a write of ours may be in force: undo unless handed out
+    in_flight: bool = False
+
+    def observe(self, holder: Record, now: float) -> None:
+        """Start timing `holder`'s version, unless it is the one already being timed."""
+        if holder.version is None or holder.duration_ms is None:
+            self.observed = None
+        elif self.observed is None or self.observed.version != holder.version:
+            self.observed = _Observation(holder.version, now, holder.duration_ms / 1000)
+
+
+class LeaseManager:
+    """Acquire, refresh and release leases on keys of one DynamoDB table.
+
+    `client` is an aiobotocore or aioboto3 DynamoDB client, which stays yours to open and
+    close; `table` names the lease table (see `create_table()`). Options:
+
+    - `owner`: a name for this holder, shown to contenders (default host:pid:random).
+    - `default_ttl`: lease duration when a call gives none (30 s).
+    - `heartbeat_interval`: seconds between refreshes (default ttl/3 of each lease).
+    - `safety_margin`: how long before its deadline a holder stops (default ttl/5, at
+      most 5 s). Validated so that `safety_margin + heartbeat_interval < ttl` and
+      `heartbeat_interval < ttl / 2`.
+    - `max_clock_skew`: the bound on wall-clock disagreement between hosts (1 s); a
+      contender takes an expired lease over only this long after its stored expiry.
+    - `poll_interval`: how often a waiter retries a held key (1 s), and `backoff`: the
+      longest pause between retries of a transient failure (1 s).
+    - `release_timeout`: how long a release may take before giving up (5 s).
+    - `attribute_names`: renames of item attributes by role (``key``, ``owner``, ``token``,
+      ``version``, ``fence``, ``expires_at``, ``duration``, ``data``, ``released``, ``ttl``).
+    - `sort_key`: ``(attribute, value)`` for tables with a sort key: every lease item uses
+      this fixed value.
+    - `ttl_buffer`: how long after expiry DynamoDB TTL may delete an item (one day).
+    - `wall_clock`: epoch seconds (``time.time``), and `token_factory`: new unique tokens.
+
+    Use `async with manager:` to have leases from `acquire()` heartbeated until released;
+    leases from `lease()` are always heartbeated.
+    """
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        *,
+        owner: str | None = None,
+        default_ttl: Duration = 30.0,
+        heartbeat_interval: Duration | None = None,
+        safety_margin: Duration | None = None,
+        max_clock_skew: Duration = 1.0,
+        poll_interval: Duration = 1.0,
+        backoff: Duration = 1.0,
+        release_timeout: Duration = 5.0,
+        attribute_names: Mapping[str, str] | None = None,
+        sort_key: tuple[str, str] | None = None,
+        ttl_buffer: Duration = timedelta(days=1),
+        wall_clock: Callable[[], float] = time.time,
+        token_factory: Callable[[], str] | None = None,
+    ) -> None:
+        _check_client(client)
+        if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
+            raise LeaseConfigError(
+                f"table must be a DynamoDB table name (3-255 characters of letters, digits, "
+                f"'_', '-' and '.'), got {table!r}"
+            )
+        if owner is None:
+            owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        elif not isinstance(owner, str) or not owner:
+            raise LeaseConfigError(f"owner must be a non-empty string, got {owner!r}")
+        if sort_key is not None and not (
+            isinstance(sort_key, tuple)
+            and len(sort_key) == 2  # noqa: PLR2004
+            and all(isinstance(part, str) and part for part in sort_key)
+        ):
+            raise LeaseConfigError(
+                "sort_key must be a tuple (attribute_name, value) of two non-empty strings, "
+                f"got {sort_key!r}"
+            )
+        if not callable(wall_clock):
+            raise LeaseConfigError(f"wall_clock must be callable, got {wall_clock!r}")
+        if token_factory is not None and not callable(token_factory):
+            raise LeaseConfigError(f"token_factory must be callable, got {token_factory!r}")
+        self.table = table
+        self.owner = owner
+        self.default_ttl = seconds(default_ttl, name="default_ttl")
+        self.heartbeat_interval = optional_seconds(heartbeat_interval, name="heartbeat_interval")
+        self.safety_margin = optional_seconds(safety_margin, name="safety_margin", allow_zero=True)
+        self.max_clock_skew = seconds(max_clock_skew, name="max_clock_skew", allow_zero=True)
+        self.poll_interval = seconds(poll_interval, name="poll_interval")
+        self.backoff = seconds(backoff, name="backoff")
+        self.release_timeout = seconds(release_timeout, name="release_timeout")
+        self.ttl_buffer = seconds(ttl_buffer, name="ttl_buffer", allow_zero=True)
+        self._wall_clock = wall_clock
+        self._token_factory = token_factory or _new_token
+        self._store = Store(client, table, attribute_names=attribute_names, sort_key=sort_key)
+        self._timing(None)  # the defaults must fit together
+        self._checked = False
+        self._check_lock: anyio.Lock | None = None
+        self._task_group: TaskGroup | None = None
+        self._tracked: set[Lease] = set()
+
+    def __repr__(self) -> str:
+        return f"<LeaseManager table={self.table!r} owner={self.owner!r}>"
+
+    # -- running: heartbeats for acquire() leases ---------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._task_group is not None:
+            raise LeaseConfigError("this LeaseManager is already running (async with manager)")
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task_group = self._task_group
+        assert task_group is not None  # noqa: S101
+        try:
+            async with anyio.create_task_group() as releases:
+                for lease in list(self._tracked):
+                    releases.start_soon(self._release_quietly, lease)
+        finally:
+            self._task_group = None
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+
+    # -- the table ------------------------------------------------------------------------
+
+    async def create_table(self) -> bool:
+        """Create the lease table if missing, wait until ACTIVE, and enable TTL.
+
+        Idempotent: returns True if it created the table, False if it existed (with a
+        usable schema). Uses on-demand billing. TTL is enabled where the server supports it.
+        """
+        created = await self._store.create_table()
+        delay = _FIRST_BACKOFF
+        while True:
+            description = await self._store.describe_table()
+            if description.get("TableStatus") == "ACTIVE":
+                break
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        self._check_schema(description)
+        self._checked = True
+        if not await self._store.enable_ttl():
+            logger.info("table %r: the server does not support TTL; skipped", self.table)
+        return created
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def lease(
+        self,
+        key: str,
+        *,
+        ttl: Duration | None = None,
+        timeout: Duration | None = None,
+        data: Any = UNSET,
+    ) -> _LeaseContext:
+        """Hold `key` for the body of an ``async with`` block, heartbeated throughout.
+
+        Waits until the key is free (or `timeout` seconds; 0 tries once). The body is
+        cancelled if the lease is lost or its local deadline (minus the safety margin)
+        arrives without a successful refresh, and the block then raises `LeaseLostError`.
+        On exit the lease is released, shielded from cancellation and bounded in time.
+        """
+        _check_key(key)
+        timing = self._timing(ttl)
+        limit = optional_seconds(timeout, name="timeout", allow_zero=True)
+        return _LeaseContext(self, key, timing, limit, _encode_data(data))
+
+    async def acquire(
+        self,
+        key: str,
+        *,
+        ttl: Duration | None = None,
+        timeout: Duration | None = None,
+        data: Any = UNSET,
+    ) -> Lease:
+        """Take the lease on `key` and return it.
+
+        `timeout=None` waits until acquired (or cancelled); 0 tries once and raises
+        `LeaseHeldError`; otherwise waits up to `timeout` seconds, then raises
+        `LeaseTimeoutError` (or `LeaseStoreError` if the store kept failing). `data`
+        replaces the stored data (None clears it; omitted keeps it). While the manager runs
+        (``async with manager``) the lease is heartbeated until released.
+        """
+        _check_key(key)
+        timing = self._timing(ttl)
+        limit = optional_seconds(timeout, name="timeout", allow_zero=True)
+        lease = await self._acquire(key, timing, limit, _encode_data(data))
+        if self._task_group is not None:
+            self._tracked.add(lease)
+            self._task_group.start_soon(self._heartbeat, lease)
+        return lease
+
+    async def refresh(self, lease: Lease, *, data: Any = UNSET) -> None:
+        """Extend `lease` by its ttl from now (and replace its data if given).
+
+        Retries transient failures until the local deadline. Raises `LeaseLostError` when
+        the lease is no longer ours or its local deadline passed; never re-takes a key.
+        """
+        _check_lease(lease)
+        payload = _encode_data(data)
+        lease.ensure_held()
+        async with lease._write_lock:  # noqa: SLF001
+            lease.ensure_held()
+            await self._renew(lease, payload, retry_permanent=False)
+
+    async def release(self, lease: Lease, *, data: Any = UNSET) -> bool:
+        """Give `lease` up; return False if it was no longer ours.
+
+        Stops its heartbeat, then clears the holder with one token-conditioned write that
+        keeps the fence (and the data, unless `data` is given). Shielded from cancellation
+        and bounded by `release_timeout`; raises `LeaseStoreError` if it could not complete.
+        """
+        _check_lease(lease)
+        return await self._release(lease, _encode_data(data))
+
+    async def break_lease(self, key: str) -> LeaseInfo | None:
+        """Force-release `key` whoever holds it (an operator's tool); return who held it.
+
+        The fence is kept, so the next holder's fence is still higher. The former holder
+        finds out at its next refresh (reason ``"released"``).
+        """
+        _check_key(key)
+        await self._ensure_checked()
+        record = await self._store.break_lease(key, marker=f"!broken:{self._token_factory()}")
+        return None if record is None else _info(record)
+
+    async def get(self, key: str) -> LeaseInfo | None:
+        """Who holds `key` now (strongly consistent read), or None if nobody does."""
+        _check_key(key)
+        await self._ensure_checked()
+        record = await self._store.get(key)
+        return _info(record) if record is not None and self._is_held(record) else None
+
+    async def list(self, prefix: str = "") -> AsyncIterator[LeaseInfo]:
+        """The held leases whose key starts with `prefix`, page by page (a consistent Scan)."""
+        if not isinstance(prefix, str):
+            raise LeaseConfigError(f"prefix must be a string, got {prefix!r}")
+        await self._ensure_checked()
+        start: Mapping[str, Any] | None = None
+        while True:
+            records, start = await self._store.scan_page(prefix, start=start)
+            for record in records:
+                if self._is_held(record):
+                    yield _info(record)
+            if start is None:
+                return
+
+    # -- acquiring ------------------------------------------------------------------------
+
+    async def _acquire(
+        self, key: str, timing: _Timing, limit: float | None, data: DataUpdate
+    ) -> Lease:
+        await self._ensure_checked()
+        state = _Acquisition(token=self._new_token(), version=self._new_token())
+        give_up_at = math.inf if limit is None else anyio.current_time() + limit
+        try:
+            while True:
+                result = await self._attempt(
+                    key, state, timing=timing, data=data, limit=limit, give_up_at=give_up_at
+                )
+                if isinstance(result, Lease):
+                    return result
+                now = anyio.current_time()
+                if now >= give_up_at:
+                    raise self._give_up(key, limit, state)  # noqa: TRY301 (undo below applies)
+                await anyio.sleep(min(result, give_up_at - now))
+        except BaseException:
+            if state.maybe_ours or state.in_flight:
+                await self._undo(key, state.token)
+            raise
+
+    async def _attempt(
+        self,
+        key: str,
+        state: _Acquisition,
+        *,
+        timing: _Timing,
+        data: DataUpdate,
+        limit: float | None,
+        give_up_at: float,
+    ) -> Lease | float:
+        """One acquire request: the lease, or how long to wait before the next try."""
+        state.failure = None
+        sent_at = anyio.current_time()
+        wall = self._wall_clock()
+        observed = state.observed
+        seen = (
+            observed.version
+            if observed is not None and sent_at - observed.since >= observed.duration
+            else None
+        )
+        outcome = None
+        state.in_flight = True
+        with anyio.move_on_after(self._request_allowance(limit, give_up_at - sent_at)):
+            try:
+                outcome = await self._store.acquire(
+                    key,
+                    owner=self.owner,
+                    token=state.token,
+                    version=state.version,
+                    expires_at_ms=math.ceil((wall + timing.ttl) * 1000),
+                    duration_ms=math.ceil(timing.ttl * 1000),
+                    ttl_epoch_s=math.ceil(wall + timing.ttl + self.ttl_buffer),
+                    stale_before_ms=math.floor((wall - self.max_clock_skew) * 1000),
+                    seen_version=seen,
+                    fence_seed=math.floor(wall * 1_000_000),
+                    data=data,
+                )
+            except LeaseStoreError as error:
+                state.maybe_ours = state.maybe_ours or error.maybe_applied
+                if not error.transient:
+                    raise
+                state.failure = error
+            finally:
+                state.in_flight = False
+        received_at = anyio.current_time()
+        if outcome is None:
+            if state.failure is None:  # the request got no answer in the time allowed
+                state.maybe_ours = True
+                state.failure = _no_answer("UpdateItem", received_at - sent_at)
+            return self._next_backoff(state)
+        if outcome.applied:
+            assert outcome.record is not None  # noqa: S101
+            if received_at < sent_at + timing.ttl - timing.safety_margin:
+                state.maybe_ours = False
+                return Lease(
+                    record=outcome.record,
+                    ttl=timing.ttl,
+                    sent_at=sent_at,
+                    safety_margin=timing.safety_margin,
+                    heartbeat_interval=timing.heartbeat_interval,
+                )
+            # The answer came after the lease it granted had run out: not handed out.
+            # The next attempt re-takes it, since our own token satisfies the condition.
+            state.maybe_ours = True
+            state.failure = LeaseStoreError(
+                f"UpdateItem answered after {received_at - sent_at:.3f} s, longer than the "
+                f"lease lasts ({timing.ttl - timing.safety_margin:.3f} s)",
+                operation="UpdateItem",
+                transient=True,
+                maybe_applied=True,
+            )
+            return self._next_backoff(state)
+        # Refused: the condition allows our own token, so the item is not ours.
+        state.maybe_ours = False
+        state.failures = 0
+        read = outcome.record or await self._read_quietly(key)
+        if isinstance(read, _Unreadable):
+            return self.poll_interval
+        state.holder = read
+        if read is None or read.token is None:
+            return 0.0  # freed in between: try again at once
+        now = anyio.current_time()
+        state.observe(read, now)
+        poll = self.poll_interval * random.uniform(0.8, 1.0)  # noqa: S311
+        return max(0.001, min(self._retry_after(read, state.observed, now), poll))
+
+    def _next_backoff(self, state: _Acquisition) -> float:
+        delay = self._backoff_delay(state.failures)
+        state.failures += 1
+        return delay
+
+    def _request_allowance(self, limit: float | None, remaining: float) -> float:
+        """How long one acquire request may take: the time left, but never too little.
+
+        A final attempt made at the timeout still gets `poll_interval` to complete; a
+        single try (timeout 0) or an unbounded wait leaves the client's own timeouts in charge.
+        """
+        if limit is None or limit == 0:
+            return math.inf
+        return max(remaining, self.poll_interval)
+
+    def _retry_after(self, holder: Record, observed: _Observation | None, now: float) -> float:
+        """Seconds until a contender may take `holder`'s lease over by either rule."""
+        waits = []
+        if holder.expires_at_ms is not None:
+            waits.append(holder.expires_at_ms / 1000 + self.max_clock_skew - self._wall_clock())
+        if observed is not None:
+            waits.append(observed.since + observed.duration - now)
+        return max(0.0, min(waits, default=self.poll_interval))
+
+    def _give_up(self, key: str, limit: float | None, state: _Acquisition) -> LeaseError:
+        if state.failure is not None:
+            return state.failure
+        holder, observed = state.holder, state.observed
+        owner = None if holder is None else holder.owner
+        expires = (
+            None
+            if holder is None or holder.expires_at_ms is None
+            else utc_from_ms(holder.expires_at_ms)
+        )
+        retry_after = (
+            self.poll_interval
+            if holder is None
+            else self._retry_after(holder, observed, anyio.current_time())
+        )
+        until = "" if expires is None else f" until {expires.isoformat()}"
+        message = (
+            f"lease {key!r} is held by {owner!r}{until}; "
+            f"it may be taken over in {retry_after:.3f} s"
+        )
+        if limit == 0:
+            return LeaseHeldError(
+                message, key=key, owner=owner, expires_at=expires, retry_after=retry_after
+            )
+        return LeaseTimeoutError(
+            f"timed out after {limit} s: {message}",
+            key=key,
+            owner=owner,
+            expires_at=expires,
+            retry_after=retry_after,
+        )
+
+    async def _undo(self, key: str, token: str) -> None:
+        """Release a grant we may have won but will not hand out (shielded, bounded)."""
+        with anyio.move_on_after(self.release_timeout, shield=True):
+            try:
+                await self._store.release(key, token=token, data=UNSET)
+            except LeaseStoreError as error:
+                logger.warning(
+                    "could not undo an unfinished acquire of %r (%s); it lapses at its ttl",
+                    key,
+                    error,
+                )
+
+    # -- refreshing -----------------------------------------------------------------------
+
+    async def _heartbeat(self, lease: Lease) -> None:
+        """Refresh `lease` every heartbeat interval until it is released or lost."""
+        with anyio.CancelScope() as scope:
+            lease._heartbeat_scope = scope  # noqa: SLF001
+            try:
+                while lease._active():  # noqa: SLF001
+                    await anyio.sleep_until(lease._last_sent + lease._heartbeat_interval)  # noqa: SLF001
+                    async with lease._write_lock:  # noqa: SLF001
+                        if not lease._active():  # noqa: SLF001
+                            break
+                        await self._renew(lease, UNSET, retry_permanent=True)
+            except LeaseLostError as lost:
+                logger.warning("%s", lost)
+            except Exception as error:  # a bug must not leave the holder running unnoticed
+                logger.exception("heartbeat of %r failed", lease.key)
+                lease._mark_lost("expired", f"its heartbeat failed: {error!r}")  # noqa: SLF001
+            finally:
+                lease._heartbeat_scope = None  # noqa: SLF001
+                self._tracked.discard(lease)
+
+    async def _renew(self, lease: Lease, data: DataUpdate, *, retry_permanent: bool) -> None:
+        """One logical refresh, retried until the local deadline; the caller holds the lock."""
+        version = self._new_token()
+        failures = 0
+        failure: LeaseStoreError | None = None
+        while True:
+            sent_at = anyio.current_time()
+            if sent_at >= lease._valid_until:  # noqa: SLF001
+                lost = lease._mark_lost(  # noqa: SLF001
+                    "expired", "its local deadline passed before a refresh succeeded"
+                )
+                raise lost from failure
+            wall = self._wall_clock()
+            outcome = None
+            with anyio.move_on_after(lease._valid_until - sent_at):  # noqa: SLF001
+                try:
+                    outcome = await self._store.refresh(
+                        lease.key,
+                        token=lease.token,
+                        version=version,
+                        expires_at_ms=math.ceil((wall + lease.ttl) * 1000),
+                        duration_ms=math.ceil(lease.ttl * 1000),
+                        ttl_epoch_s=math.ceil(wall + lease.ttl + self.ttl_buffer),
+                        data=data,
+                    )
+                except LeaseStoreError as error:
+                    if not (error.transient or retry_permanent):
+                        raise
+                    failure = error
+                    logger.log(
+                        logging.INFO if error.transient else logging.ERROR,
+                        "refresh of %r failed, retrying until its deadline: %s",
+                        lease.key,
+                        error,
+                    )
+            if outcome is None:
+                remaining = lease._valid_until - anyio.current_time()  # noqa: SLF001
+                await anyio.sleep(max(0.0, min(self._backoff_delay(failures), remaining)))
+                failures += 1
+                continue
+            if not outcome.applied:
+                record = outcome.record or await self._read_quietly(lease.key)
+                raise lease._mark_lost(*_why_lost(record, lease.token))  # noqa: SLF001
+            if anyio.current_time() >= lease._valid_until:  # noqa: SLF001
+                # Too late: the holder already had to stop. Do not revive the lease.
+                raise lease._mark_lost(  # noqa: SLF001
+                    "expired", "a refresh was answered only after its local deadline"
+                )
+            assert outcome.record is not None  # noqa: S101
+            lease._renewed(outcome.record, sent_at=sent_at)  # noqa: SLF001
+            return
+
+    # -- releasing ------------------------------------------------------------------------
+
+    async def _release(self, lease: Lease, data: DataUpdate) -> bool:
+        if lease._state is _State.RELEASED:  # noqa: SLF001
+            return False
+        lost = lease._lost  # noqa: SLF001
+        if lost is not None and lost.reason != "expired":
+            return False  # the store already showed someone else's state: nothing to clear
+        in_time = lease._state is _State.HELD and lease.remaining > 0  # noqa: SLF001
+        timeout = (
+            self.release_timeout if in_time else min(self.release_timeout, _EXPIRED_RELEASE_TIMEOUT)
+        )
+        if lease._heartbeat_scope is not None:  # noqa: SLF001
+            lease._heartbeat_scope.cancel()  # noqa: SLF001
+        released: bool | None = None
+        error: LeaseStoreError | None = None
+        with anyio.move_on_after(timeout, shield=True):
+            async with lease._write_lock:  # noqa: SLF001
+                try:
+                    released = await self._release_with_retries(lease, data)
+                except LeaseStoreError as failure:
+                    error = failure
+                finally:
+                    lease._mark_released()  # noqa: SLF001
+                    self._tracked.discard(lease)
+        if error is not None:
+            raise error
+        if released is None:
+            raise LeaseStoreError(
+                f"release of {lease.key!r} did not complete within {timeout} s; "
+                "the lease lapses at its expiry",
+                operation="UpdateItem",
+                transient=True,
+                maybe_applied=True,
+            )
+        if released and not isinstance(data, _Unset):
+            lease.data = decode_data(data)
+        return released
+
+    async def _release_with_retries(self, lease: Lease, data: DataUpdate) -> bool:
+        failures = 0
+        while True:
+            try:
+                outcome = await self._store.release(lease.key, token=lease.token, data=data)
+            except LeaseStoreError as error:
+                if not error.transient:
+                    raise
+                logger.info("release of %r failed, retrying: %s", lease.key, error)
+                await anyio.sleep(self._backoff_delay(failures))
+                failures += 1
+                continue
+            if outcome.applied:
+                return True
+            record = outcome.record or await self._read_quietly(lease.key)
+            # Our marker on the item means an earlier attempt (ours or the SDK's retry) applied.
+            return isinstance(record, Record) and record.released == lease.token
+
+    async def _release_quietly(self, lease: Lease) -> None:
+        try:
+            await self._release(lease, UNSET)
+        except LeaseStoreError as error:
+            logger.warning("could not release %r: %s", lease.key, error)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _timing(self, ttl: Duration | None) -> _Timing:
+        lease_ttl = self.default_ttl if ttl is None else seconds(ttl, name="ttl")
+        if lease_ttl < 0.001:  # noqa: PLR2004
+            raise LeaseConfigError(f"ttl must be at least 1 ms, got {ttl!r}")
+        heartbeat = self.heartbeat_interval or lease_ttl / 3
+        margin = self.safety_margin
+        if margin is None:
+            margin = min(lease_ttl / 5, 5.0)
+        if heartbeat >= lease_ttl / 2:
+            raise LeaseConfigError(
+                f"heartbeat_interval ({heartbeat} s) must be below half the ttl ({lease_ttl} s) "
+                "so that a failed refresh can be retried; lower heartbeat_interval or raise ttl"
+            )
+        if margin + heartbeat >= lease_ttl:
+            raise LeaseConfigError(
+                f"safety_margin ({margin} s) + heartbeat_interval ({heartbeat} s) must be below "
+                f"the ttl ({lease_ttl} s); lower them or raise ttl"
+            )
+        return _Timing(lease_ttl, heartbeat, margin)
+
+    def _is_held(self, record: Record) -> bool:
+        if record.token is None or record.expires_at_ms is None:
+            return False
+        return record.expires_at_ms / 1000 + self.max_clock_skew >= self._wall_clock()
+
+    def _backoff_delay(self, failures: int) -> float:
+        ceiling = min(self.backoff, _FIRST_BACKOFF * 2.0 ** min(failures, 30))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311
+
+    def _new_token(self) -> str:
+        token = self._token_factory()
+        if not isinstance(token, str) or not token:
+            raise LeaseConfigError(f"token_factory must return a non-empty string, got {token!r}")
+        return token
+
+    async def _read_quietly(self, key: str) -> Record | _Unreadable | None:
+        """The item for `key`, for servers that do not return it on a failed condition."""
+        try:
+            return await self._store.get(key)
+        except LeaseStoreError as error:
+            logger.info("could not read %r after a failed condition: %s", key, error)
+            return UNREADABLE
+
+    async def _ensure_checked(self) -> None:
+        if self._checked:
+            return
+        if self._check_lock is None:
+            self._check_lock = anyio.Lock()
+        async with self._check_lock:
+            if not self._checked:
+                self._check_schema(await self._store.describe_table())
+                self._checked = True
+
+    def _check_schema(self, description: Mapping[str, Any]) -> None:
+        """Refuse a table whose keys do not match, or that replicates last-writer-wins."""
+        types = {
+            a["AttributeName"]: a["AttributeType"]
+            for a in description.get("AttributeDefinitions", ())
+        }
+        schema = {k["KeyType"]: k["AttributeName"] for k in description.get("KeySchema", ())}
+        key_name = self._store.names["key"]
+        wanted = {"HASH": key_name}
+        if self._store.sort_key is not None:
+            wanted["RANGE"] = self._store.sort_key[0]
+        if schema != wanted or any(types.get(name) != "S" for name in wanted.values()):
+            found = ", ".join(f"{kind} {name} ({types.get(name)})" for kind, name in schema.items())
+            hint = (
+                "pass sort_key=(name, value) for a table with a sort key"
+                if "RANGE" in schema and "RANGE" not in wanted
+                else "use attribute_names={'key': ...} and sort_key to match the table, "
+                "or create a table with LeaseManager.create_table()"
+            )
+            raise LeaseConfigError(
+                f"table {self.table!r} has key schema [{found}], but aiolease needs "
+                + ", ".join(f"{kind} {name} (S)" for kind, name in wanted.items())
+                + f"; {hint}"
+            )
+        if description.get("Replicas") and description.get("MultiRegionConsistency") != "STRONG":
+            raise LeaseConfigError(
+                f"table {self.table!r} is a global table with eventually consistent "
+                "replication: two Regions could both grant a lease. Use a single-Region table "
+                "or a global table with multi-Region strong consistency (MRSC)"
+            )
+
+
+class _LeaseContext:
+    """The ``async with manager.lease(...)`` block: acquire, heartbeat, cancel, release."""
+
+    def __init__(
+        self,
+        manager: LeaseManager,
+        key: str,
+        timing: _Timing,
+        limit: float | None,
+        data: DataUpdate,
+    ) -> None:
+        self._manager = manager
+        self._key = key
+        self._timing = timing
+        self._limit = limit
+        self._data = data
+        self._lease: Lease | None = None
+        self._task_group: TaskGroup | None = None
+        self._scope: anyio.CancelScope | None = None
+
+    async def __aenter__(self) -> Lease:
+        if self._lease is not None:
+            raise LeaseConfigError("a manager.lease(...) block cannot be entered twice")
+        manager = self._manager
+        lease = await manager._acquire(self._key, self._timing, self._limit, self._data)  # noqa: SLF001
+        self._lease = lease
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        task_group.start_soon(manager._heartbeat, lease)  # noqa: SLF001
+        self._task_group = task_group
+        # The body runs in this scope; its deadline follows the lease's local deadline.
+        scope = anyio.CancelScope(deadline=lease._valid_until)  # noqa: SLF001
+        scope.__enter__()
+        lease._scopes.append(scope)  # noqa: SLF001
+        self._scope = scope
+        return lease
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        lease, scope, task_group = self._lease, self._scope, self._task_group
+        assert lease is not None  # noqa: S101
+        assert scope is not None  # noqa: S101
+        assert task_group is not None  # noqa: S101
+        swallowed = bool(scope.__exit__(exc_type, exc, tb))
+        lease._scopes.remove(scope)  # noqa: SLF001
+        if lease._state is _State.HELD and anyio.current_time() >= lease._valid_until:  # noqa: SLF001
+            lease._mark_lost("expired", "its local deadline passed before a refresh succeeded")  # noqa: SLF001
+        task_group.cancel_scope.cancel()
+        try:
+            await task_group.__aexit__(None, None, None)
+        finally:
+            try:
+                await self._manager._release(lease, UNSET)  # noqa: SLF001
+            except LeaseStoreError as error:
+                logger.warning("could not release %r on exit: %s", lease.key, error)
+        lost = lease._lost  # noqa: SLF001
+        if exc is not None and not swallowed:
+            return False  # the body's own exception (or an outer cancellation) propagates
+        if lost is not None:
+            raise lost
+        return swallowed
+
+
+# -- module helpers ---------------------------------------------------------------------------
+
+
+def _new_token() -> str:
+    return secrets.token_hex(16)
+
+
+def _no_answer(operation: str, waited: float) -> LeaseStoreError:
+    return LeaseStoreError(
+        f"{operation} got no answer within {max(waited, 0.0):.3f} s",
+        operation=operation,
+        transient=True,
+        maybe_applied=True,
+    )
+
+
+def _check_client(client: object) -> None:
+    meta = getattr(client, "meta", None)
+    service = getattr(getattr(meta, "service_model", None), "service_name", None)
+    if service != "dynamodb":
+        raise LeaseConfigError(
+            "client must be an aiobotocore or aioboto3 DynamoDB client, as yielded by "
+            "`async with session.create_client('dynamodb')`; got "
+            + (f"a client for {service!r}" if service else f"{type(client).__name__}")
+        )
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, str):
+        raise LeaseConfigError(f"key must be a string, got {type(key).__name__} {key!r}")
+    if not key:
+        raise LeaseConfigError("key must not be empty")
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > _MAX_KEY_BYTES:
+        raise LeaseConfigError(
+            f"key is {size} bytes in UTF-8; DynamoDB allows at most {_MAX_KEY_BYTES}: "
+            "use a shorter key (for example a hash of the long one)"
+        )
+
+
+def _check_lease(lease: object) -> None:
+    if not isinstance(lease, Lease):
+        raise LeaseConfigError(
+            f"expected a Lease from acquire() or lease(), got {type(lease).__name__}"
+        )
+
+
+def _encode_data(data: object) -> DataUpdate:
+    if isinstance(data, _Unset) or data is None:
+        return data
+    try:
+        text = json.dumps(data, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as error:
+        raise LeaseConfigError(
+            f"data must be JSON-serialisable (no NaN or infinity): {error}"
+        ) from error
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > _MAX_DATA_BYTES:
+        raise LeaseConfigError(
+            f"data is {size} bytes as JSON; at most {_MAX_DATA_BYTES} fit in a DynamoDB item: "
+            "store a reference (for example an S3 key) instead"
+        )
+    return text
+
+
+def _info(record: Record) -> LeaseInfo:
+    return LeaseInfo(
+        key=record.key,
+        owner=record.owner or "",
+        fence=record.fence or 0,
+        expires_at=utc_from_ms(record.expires_at_ms or 0),
+        data=decode_data(record.data),
+    )
+
+
+class _Unreadable:
+    """The item could not be read back after a failed condition."""
+
+
+UNREADABLE: Final = _Unreadable()
+
+
+def _why_lost(record: Record | _Unreadable | None, token: str) -> tuple[LostReason, str]:
+    if isinstance(record, _Unreadable):
+        return "taken", "its token condition failed (the record could not be read back)"
+    if record is None:
+        return "deleted", "its item is gone (deleted by hand or by TTL) or could not be read"
+    if record.token is None:
+        return "released", "the record shows no holder (released elsewhere or broken)"
+    if record.token != token:
+        return "taken", f"{record.owner!r} holds it now (fence {record.fence})"
+    return "taken", "the record changed under us"

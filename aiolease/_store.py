@@ -1,0 +1,548 @@
+"""Every DynamoDB request aiolease makes, one function per operation.
+
+This module holds the item schema and the expressions; it knows nothing of time,
+retries or cancellation (that policy lives in the manager). Each function sends exactly
+one request and translates failures into `LeaseStoreError`, saying whether retrying can
+heal the failure and whether the write may have been applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
+
+from ._exceptions import LeaseConfigError, LeaseStoreError, TableNotFoundError
+
+__all__ = [
+    "ATTRIBUTE_ROLES",
+    "DynamoDBClient",
+    "Outcome",
+    "Record",
+    "Store",
+]
+
+
+class DynamoDBClient(Protocol):
+    """The parts of an aiobotocore or aioboto3 DynamoDB client that aiolease uses."""
+
+    @property
+    def meta(self) -> Any: ...
+    @property
+    def update_item(self) -> Callable[..., Awaitable[Any]]: ...
+    @property
+    def get_item(self) -> Callable[..., Awaitable[Any]]: ...
+    @property
+    def scan(self) -> Callable[..., Awaitable[Any]]: ...
+    @property
+    def describe_table(self) -> Callable[..., Awaitable[Any]]: ...
+    @property
+    def create_table(self) -> Callable[..., Awaitable[Any]]: ...
+    @property
+    def describe_time_to_live(self) -> Callable[..., Awaitable[Any]]: ...
+    @property
+    def update_time_to_live(self) -> Callable[..., Awaitable[Any]]: ...
+
+
+# The logical attributes of a lease item, each renameable through `attribute_names`.
+ATTRIBUTE_ROLES: Final = (
+    "key",  # partition key: the lease key (S)
+    "owner",  # the holder's owner name, kept after release for operators (S)
+    "token",  # the holder's token; absent when nobody holds the lease (S)
+    "version",  # record version, new on every grant and refresh (S)
+    "fence",  # fencing token, strictly increasing per grant, never reset (N)
+    "expires_at",  # holder's wall clock at send time plus ttl, epoch milliseconds (N)
+    "duration",  # the lease's ttl in milliseconds, for the version rule (N)
+    "data",  # user data as a JSON string (S)
+    "released",  # token of the last release: tells a retried release it already applied (S)
+    "ttl",  # DynamoDB TTL attribute, epoch seconds: cleanup only, never read (N)
+)
+
+_DEFAULT_NAMES: Final = {role: role for role in ATTRIBUTE_ROLES} | {"key": "pk"}
+
+_THROTTLING: Final = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+    }
+)
+_SERVER_ERRORS: Final = frozenset(
+    {"InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException"}
+)
+_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+_UNSUPPORTED: Final = frozenset({"UnknownOperationException", "UnrecognizedClientException"})
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A lease item as read from the table."""
+
+    key: str
+    owner: str | None
+    token: str | None
+    version: str | None
+    fence: int | None
+    expires_at_ms: int | None
+    duration_ms: int | None
+    data: str | None
+    released: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The answer to a conditional write: applied, or refused with the item as it stood.
+
+    `record` is None after a refusal when the server did not return the item (some
+    emulators ignore ``ReturnValuesOnConditionCheckFailure``) or when it does not exist.
+    """
+
+    applied: bool
+    record: Record | None
+
+
+class _Unset:
+    """Marker for "leave the stored data unchanged"."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+DataUpdate = str | None | _Unset  # JSON text to store, None to remove, UNSET to keep
+
+
+class Store:
+    """Requests against one lease table."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        *,
+        attribute_names: Mapping[str, str] | None = None,
+        sort_key: tuple[str, str] | None = None,
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.names = _resolve_names(attribute_names)
+        self.sort_key = sort_key
+        if sort_key is not None and sort_key[0] in self.names.values():
+            raise LeaseConfigError(
+                f"sort_key attribute {sort_key[0]!r} collides with a lease attribute name; "
+                "choose another name or rename the lease attribute through attribute_names"
+            )
+
+    # -- keys and records -------------------------------------------------------------
+
+    def item_key(self, key: str) -> dict[str, Any]:
+        """The primary key of the item for lease `key`."""
+        item_key: dict[str, Any] = {self.names["key"]: {"S": key}}
+        if self.sort_key is not None:
+            item_key[self.sort_key[0]] = {"S": self.sort_key[1]}
+        return item_key
+
+    def record(self, item: Mapping[str, Any] | None) -> Record | None:
+        """Decode a DynamoDB item, or None."""
+        if not item:
+            return None
+        n = self.names
+
+        def text(role: str) -> str | None:
+            value = item.get(n[role])
+            return None if value is None else str(value.get("S"))
+
+        def number(role: str) -> int | None:
+            value = item.get(n[role])
+            return None if value is None else int(value["N"])
+
+        return Record(
+            key=str(item[n["key"]]["S"]),
+            owner=text("owner"),
+            token=text("token"),
+            version=text("version"),
+            fence=number("fence"),
+            expires_at_ms=number("expires_at"),
+            duration_ms=number("duration"),
+            data=text("data"),
+            released=text("released"),
+        )
+
+    # -- the lease operations (one request each) --------------------------------------
+
+    async def acquire(
+        self,
+        key: str,
+        *,
+        owner: str,
+        token: str,
+        version: str,
+        expires_at_ms: int,
+        duration_ms: int,
+        ttl_epoch_s: int,
+        stale_before_ms: int,
+        seen_version: str | None,
+        fence_seed: int,
+        data: DataUpdate,
+    ) -> Outcome:
+        """Take the lease if free, expired, unchanged since `seen_version`, or already ours.
+
+        "Already ours" makes a retry after a lost response succeed instead of waiting out
+        our own lease; a release marker with our token stops a stale retry from reviving a
+        lease we have since released. The fence grows by one from its stored value, or
+        starts at `fence_seed` when the item (or its fence) is missing.
+        """
+        free = ["attribute_not_exists(#tok)", "#tok = :tok", "#exp < :stale"]
+        values: dict[str, Any] = {
+            ":tok": {"S": token},
+            ":own": {"S": owner},
+            ":ver": {"S": version},
+            ":exp": {"N": str(expires_at_ms)},
+            ":dur": {"N": str(duration_ms)},
+            ":ttl": {"N": str(ttl_epoch_s)},
+            ":stale": {"N": str(stale_before_ms)},
+            ":seed": {"N": str(fence_seed)},
+            ":one": {"N": "1"},
+        }
+        names = self._names("tok", "own", "ver", "exp", "dur", "ttl", "fen", "rel")
+        if seen_version is not None:
+            free.append("#ver = :seen")
+            values[":seen"] = {"S": seen_version}
+        sets = [
+            "#own = :own",
+            "#tok = :tok",
+            "#ver = :ver",
+            "#exp = :exp",
+            "#dur = :dur",
+            "#ttl = :ttl",
+            "#fen = if_not_exists(#fen, :seed) + :one",
+        ]
+        update = self._with_data(sets, [], data, names, values)
+        condition = f"({' OR '.join(free)}) AND (attribute_not_exists(#rel) OR #rel <> :tok)"
+        return await self._conditional_update(key, update, condition, names, values)
+
+    async def refresh(
+        self,
+        key: str,
+        *,
+        token: str,
+        version: str,
+        expires_at_ms: int,
+        duration_ms: int,
+        ttl_epoch_s: int,
+        data: DataUpdate,
+    ) -> Outcome:
+        """Extend the lease held with `token`, writing a new record version."""
+        names = self._names("tok", "ver", "exp", "dur", "ttl")
+        values: dict[str, Any] = {
+            ":tok": {"S": token},
+            ":ver": {"S": version},
+            ":exp": {"N": str(expires_at_ms)},
+            ":dur": {"N": str(duration_ms)},
+            ":ttl": {"N": str(ttl_epoch_s)},
+        }
+        sets = ["#ver = :ver", "#exp = :exp", "#dur = :dur", "#ttl = :ttl"]
+        update = self._with_data(sets, [], data, names, values)
+        return await self._conditional_update(key, update, "#tok = :tok", names, values)
+
+    async def release(self, key: str, *, token: str, data: DataUpdate) -> Outcome:
+        """Clear the holder if it is still `token`, leaving `token` as the release marker.
+
+        The item, its fence and (unless `data` says otherwise) its data are kept.
+        """
+        names = self._names("tok", "rel")
+        values: dict[str, Any] = {":tok": {"S": token}}
+        update = self._with_data(["#rel = :tok"], ["#tok"], data, names, values)
+        return await self._conditional_update(key, update, "#tok = :tok", names, values)
+
+    async def break_lease(self, key: str, *, marker: str) -> Record | None:
+        """Clear whoever holds `key`; return the record as it was, or None if nobody held it."""
+        names = self._names("tok", "rel")
+        values = {":mark": {"S": marker}}
+        outcome = await self._conditional_update(
+            key,
+            "SET #rel = :mark REMOVE #tok",
+            "attribute_exists(#tok)",
+            names,
+            values,
+            return_values="ALL_OLD",
+        )
+        return outcome.record if outcome.applied else None
+
+    async def get(self, key: str) -> Record | None:
+        """Read the item for `key` with a strongly consistent read."""
+        response = await self._call(
+            "GetItem",
+            self.client.get_item,
+            TableName=self.table,
+            Key=self.item_key(key),
+            ConsistentRead=True,
+        )
+        return self.record(response.get("Item"))
+
+    async def scan_page(
+        self, prefix: str, *, start: Mapping[str, Any] | None
+    ) -> tuple[list[Record], Mapping[str, Any] | None]:
+        """One page of items whose key starts with `prefix` and that have a holder token."""
+        names = self._names("tok")
+        values: dict[str, Any] = {}
+        filters = ["attribute_exists(#tok)"]
+        if prefix:
+            filters.append("begins_with(#key, :prefix)")
+            names.update(self._names("key"))
+            values[":prefix"] = {"S": prefix}
+        if self.sort_key is not None:
+            names["#sk"] = self.sort_key[0]
+            values[":sk"] = {"S": self.sort_key[1]}
+            filters.append("#sk = :sk")
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "ConsistentRead": True,
+            "FilterExpression": " AND ".join(filters),
+            "ExpressionAttributeNames": names,
+        }
+        if values:
+            params["ExpressionAttributeValues"] = values
+        if start is not None:
+            params["ExclusiveStartKey"] = dict(start)
+        response = await self._call("Scan", self.client.scan, **params)
+        records = [r for r in map(self.record, response.get("Items", ())) if r is not None]
+        return records, response.get("LastEvaluatedKey")
+
+    # -- the table ---------------------------------------------------------------------
+
+    async def describe_table(self) -> Mapping[str, Any]:
+        """DescribeTable's ``Table`` description."""
+        response = await self._call(
+            "DescribeTable", self.client.describe_table, TableName=self.table
+        )
+        table: Mapping[str, Any] = response["Table"]
+        return table
+
+    async def create_table(self) -> bool:
+        """Create the table with on-demand billing; False if it already existed."""
+        attributes = [{"AttributeName": self.names["key"], "AttributeType": "S"}]
+        schema = [{"AttributeName": self.names["key"], "KeyType": "HASH"}]
+        if self.sort_key is not None:
+            attributes.append({"AttributeName": self.sort_key[0], "AttributeType": "S"})
+            schema.append({"AttributeName": self.sort_key[0], "KeyType": "RANGE"})
+        try:
+            await self._call(
+                "CreateTable",
+                self.client.create_table,
+                TableName=self.table,
+                AttributeDefinitions=attributes,
+                KeySchema=schema,
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except LeaseStoreError as failure:
+            if _error_code(failure.__cause__) == "ResourceInUseException":
+                return False
+            raise
+        return True
+
+    async def enable_ttl(self) -> bool:
+        """Turn on DynamoDB TTL on the ttl attribute; False where the server lacks TTL."""
+        try:
+            response = await self._call(
+                "DescribeTimeToLive", self.client.describe_time_to_live, TableName=self.table
+            )
+        except LeaseStoreError as failure:
+            if _error_code(failure.__cause__) in _UNSUPPORTED:
+                return False
+            raise
+        description = response.get("TimeToLiveDescription", {})
+        if description.get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
+            return True
+        try:
+            await self._call(
+                "UpdateTimeToLive",
+                self.client.update_time_to_live,
+                TableName=self.table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": self.names["ttl"]},
+            )
+        except LeaseStoreError as failure:
+            if _error_code(failure.__cause__) in _UNSUPPORTED:
+                return False
+            raise
+        return True
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _names(self, *aliases: str) -> dict[str, str]:
+        roles = {
+            "key": "key",
+            "tok": "token",
+            "own": "owner",
+            "ver": "version",
+            "exp": "expires_at",
+            "dur": "duration",
+            "ttl": "ttl",
+            "fen": "fence",
+            "rel": "released",
+            "dat": "data",
+        }
+        return {f"#{alias}": self.names[roles[alias]] for alias in aliases}
+
+    def _with_data(
+        self,
+        sets: list[str],
+        removes: list[str],
+        data: DataUpdate,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> str:
+        if isinstance(data, str):
+            sets = [*sets, "#dat = :dat"]
+            values[":dat"] = {"S": data}
+            names.update(self._names("dat"))
+        elif data is None:
+            removes = [*removes, "#dat"]
+            names.update(self._names("dat"))
+        update = "SET " + ", ".join(sets)
+        if removes:
+            update += " REMOVE " + ", ".join(removes)
+        return update
+
+    async def _conditional_update(
+        self,
+        key: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        *,
+        return_values: str = "ALL_NEW",
+    ) -> Outcome:
+        try:
+            response = await self._call(
+                "UpdateItem",
+                self.client.update_item,
+                TableName=self.table,
+                Key=self.item_key(key),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues=return_values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except LeaseStoreError as failure:
+            error = failure.__cause__
+            if _error_code(error) != _CONDITION_FAILED:
+                raise
+            item = getattr(error, "response", {}).get("Item")
+            return Outcome(applied=False, record=self.record(item))
+        return Outcome(applied=True, record=self.record(response.get("Attributes")))
+
+    async def _call(
+        self, operation: str, method: Callable[..., Awaitable[Any]], **params: Any
+    ) -> dict[str, Any]:
+        try:
+            response: dict[str, Any] = await method(**params)
+        except Exception as error:
+            raise _translate(error, operation=operation, table=self.table) from error
+        return response
+
+
+def _resolve_names(overrides: Mapping[str, str] | None) -> dict[str, str]:
+    names = dict(_DEFAULT_NAMES)
+    if overrides is None:
+        return names
+    if not isinstance(overrides, Mapping):
+        raise LeaseConfigError(
+            f"attribute_names must be a mapping of role to attribute name, got {overrides!r}"
+        )
+    for role, name in overrides.items():
+        if role not in names:
+            raise LeaseConfigError(
+                f"attribute_names has unknown role {role!r}; the roles are "
+                + ", ".join(ATTRIBUTE_ROLES)
+            )
+        if not isinstance(name, str) or not name:
+            raise LeaseConfigError(
+                f"attribute_names[{role!r}] must be a non-empty string, got {name!r}"
+            )
+        names[role] = name
+    if len(set(names.values())) != len(names):
+        raise LeaseConfigError(f"attribute_names must be distinct, got {names!r}")
+    return names
+
+
+def _error_code(error: BaseException | None) -> str | None:
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", ""))
+    return None
+
+
+def _translate(error: Exception, *, operation: str, table: str) -> LeaseStoreError:
+    """Map a botocore/aiohttp failure to a `LeaseStoreError` (or `TableNotFoundError`)."""
+    if isinstance(error, ClientError):
+        return _translate_client_error(error, operation=operation, table=table)
+    if isinstance(error, NoCredentialsError | PartialCredentialsError | NoRegionError):
+        message = (
+            f"{operation} could not be signed: {error}; configure AWS credentials and a "
+            "region for the client you pass to LeaseManager"
+        )
+        transient = maybe_applied = False
+    elif isinstance(error, ParamValidationError):
+        message = f"{operation} parameters were rejected by botocore: {error}"
+        transient = maybe_applied = False
+    elif isinstance(error, EndpointConnectionError | ConnectTimeoutError):
+        message = f"{operation} could not connect to DynamoDB: {error}"
+        transient, maybe_applied = True, False
+    elif isinstance(
+        error, HTTPClientError | BotoCoreError | OSError | asyncio.TimeoutError
+    ) or type(error).__module__.startswith("aiohttp"):
+        # The request may have reached DynamoDB and been applied before the failure.
+        message = f"{operation} failed in transit ({type(error).__name__}: {error})"
+        transient = maybe_applied = True
+    else:
+        message = f"{operation} failed unexpectedly ({type(error).__name__}: {error})"
+        transient, maybe_applied = False, True
+    return LeaseStoreError(
+        message, operation=operation, transient=transient, maybe_applied=maybe_applied
+    )
+
+
+def _translate_client_error(error: ClientError, *, operation: str, table: str) -> LeaseStoreError:
+    code = _error_code(error) or ""
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    detail = error.response.get("Error", {}).get("Message") or code
+    if code == "ResourceNotFoundException":
+        return TableNotFoundError(
+            f"DynamoDB table {table!r} was not found ({operation}): create it with "
+            "`await LeaseManager.create_table()` or check the table name and region",
+            table=table,
+            operation=operation,
+        )
+    if code in _THROTTLING:
+        message = f"{operation} was throttled ({code})"
+        transient, maybe_applied = True, False
+    elif code in _SERVER_ERRORS or status >= 500:  # noqa: PLR2004
+        message = f"{operation} failed with a server error ({code or status}): {detail}"
+        transient = maybe_applied = True
+    elif code == _CONDITION_FAILED:
+        message = detail
+        transient = maybe_applied = False
+    else:
+        message = f"{operation} on table {table!r} was refused ({code}): {detail}"
+        transient = maybe_applied = False
+    return LeaseStoreError(
+        message, operation=operation, transient=transient, maybe_applied=maybe_applied
+    )

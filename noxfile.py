@@ -1,0 +1,109 @@
+"""Development tasks: ``nox`` runs lint, typecheck and the tests (see ``scripts/test``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+EMULATORS = ROOT / "tests" / "emulators"
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "typecheck", "tests", "tests_aioboto3"]
+# Reuse environments locally; CI always builds them from scratch.
+nox.options.reuse_existing_virtualenvs = not os.environ.get("CI")
+nox.options.error_on_external_run = True
+
+# Python 3.11 if it is installed, otherwise the interpreter running nox.
+PYTHON = "3.11" if shutil.which("python3.11") else f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+# Keep pip quiet and non-interactive; the machine's own pip configuration still applies.
+PIP_ENV = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+
+
+def dependency_group(name: str) -> list[str]:
+    """Return the requirements of a PEP 735 dependency group, includes resolved."""
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    requirements: list[str] = []
+    for entry in groups[name]:
+        if isinstance(entry, str):
+            requirements.append(entry)
+        else:
+            requirements.extend(dependency_group(entry["include-group"]))
+    return list(dict.fromkeys(requirements))
+
+
+def install(session: nox.Session, *args: str) -> None:
+    session.install("--upgrade", *args, env=PIP_ENV)
+
+
+def emulators_installed() -> bool:
+    """Return whether node_modules holds every pinned package at its pinned version."""
+    wanted = json.loads((EMULATORS / "package.json").read_text())["dependencies"]
+    for package, version in wanted.items():
+        manifest = EMULATORS / "node_modules" / package / "package.json"
+        try:
+            if json.loads(manifest.read_text()).get("version") != version:
+                return False
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+def install_emulators(session: nox.Session) -> None:
+    if emulators_installed():
+        session.log("npm packages for the emulators are already installed")
+        return
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            session.error(f"`{tool}` is not on PATH; install Node.js 18+ to run the emulators")
+    with session.chdir(EMULATORS):
+        session.run(
+            "npm",
+            "install",
+            "--no-package-lock",
+            "--no-audit",
+            "--no-fund",
+            "--no-update-notifier",
+            external=True,
+        )
+
+
+def run_pytest(session: nox.Session, env: dict[str, str] | None = None) -> None:
+    install_emulators(session)
+    session.run("pytest", *session.posargs, env=env or {})
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite with the newest aiobotocore 3.x."""
+    install(session, ".", "aiobotocore>=3,<4", *dependency_group("tests"))
+    run_pytest(session, {"AIOLEASE_TEST_CLIENT": "aiobotocore"})
+
+
+@nox.session(python=PYTHON)
+def tests_aioboto3(session: nox.Session) -> None:
+    """Run the test suite with clients made by aioboto3 (which pins aiobotocore 2.x)."""
+    install(session, ".[aioboto3]", *dependency_group("tests"))
+    run_pytest(session, {"AIOLEASE_TEST_CLIENT": "aioboto3"})
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff."""
+    install(session, *dependency_group("lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """Type-check the library and the tests with mypy (configured in pyproject.toml)."""
+    install(session, ".", *dependency_group("typing"))
+    session.run("mypy")
