@@ -1,7 +1,5 @@
 """Asyncio-native distributed leases (locks) on Amazon DynamoDB, with fencing tokens."""
 
-from __future__ import annotations
-
 from ._exceptions import (
     LeaseConfigError,
     LeaseError,
