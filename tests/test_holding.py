@@ -1,0 +1,274 @@
+"""`async with manager.lease(...)`: heartbeats, the local deadline, and cancellation on loss."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+from faults import FaultyClient, fail_before, hang, latency, server_error, throttle
+from support import SKEW, new_manager
+
+from aiolease import LeaseLostError, LeaseManager
+
+
+async def test_the_heartbeat_keeps_a_lease_alive_well_past_its_ttl(backend, key) -> None:
+    manager = new_manager(backend.client, backend.table)
+    contender = new_manager(backend.client, backend.table)
+    async with manager.lease(key, ttl=0.6) as lease:
+        first_fence = lease.fence
+        await anyio.sleep(0.6 * 4)
+        lease.ensure_held()
+        assert lease.held
+        assert lease.fence == first_fence  # a refresh is not a new grant
+        info = await contender.get(key)
+        assert info is not None
+        assert info.fence == first_fence
+    assert not lease.held
+    assert await contender.get(key) is None
+
+
+async def test_loss_cancels_the_body_and_raises_a_plain_lease_lost_error(backend, key) -> None:
+    manager = new_manager(backend.client, backend.table)
+    operator = new_manager(backend.client, backend.table)
+    reached_the_end = False
+    ttl = 0.9
+    started = anyio.current_time()
+    with pytest.raises(LeaseLostError) as caught:
+        async with manager.lease(key, ttl=ttl) as lease:
+            await operator.break_lease(key)
+            await anyio.sleep(10 * ttl)
+            reached_the_end = True
+    assert type(caught.value) is LeaseLostError  # not an ExceptionGroup
+    assert caught.value.reason == "released"
+    assert caught.value.key == key
+    assert caught.value.fence == lease.fence
+    assert not reached_the_end
+    # Found out at the next heartbeat (ttl/3), well before the ttl.
+    assert anyio.current_time() - started < ttl
+    assert not lease.held
+
+
+async def test_loss_to_another_holder_says_taken(backend, key) -> None:
+    manager = new_manager(backend.client, backend.table)
+    # A rival whose clock runs far beyond the skew bound sees the lease as expired at once.
+    rival = new_manager(
+        backend.client, backend.table, owner="rival", wall_clock=lambda: time.time() + 3600
+    )
+    ttl = 1.2
+    with pytest.raises(LeaseLostError) as caught:
+        async with manager.lease(key, ttl=ttl):
+            taken = await rival.acquire(key, ttl=60, timeout=0)
+            await anyio.sleep(10 * ttl)
+    assert caught.value.reason == "taken"
+    assert "rival" in str(caught.value)
+    info = await rival.get(key)
+    assert info is not None
+    assert info.owner == "rival"  # the loser's exit did not touch the new holder's lease
+    await rival.release(taken)
+
+
+async def test_the_body_is_cancelled_by_the_local_deadline_when_dynamodb_is_unreachable(
+    backend, key
+) -> None:
+    client = FaultyClient(backend.client)
+    ttl, margin = 1.2, 0.3
+    manager = new_manager(client, backend.table, safety_margin=margin)
+    with pytest.raises(LeaseLostError) as caught:
+        async with manager.lease(key, ttl=ttl) as lease:
+            acquired_at = anyio.current_time()
+            client.plan("update_item", hang(), probability=1.0)
+            try:
+                await anyio.sleep(10 * ttl)
+            finally:
+                stopped_at = anyio.current_time()
+    exited_at = anyio.current_time()
+    assert caught.value.reason == "expired"
+    # The body stopped by ttl - safety_margin after the acquire was sent (plus scheduling),
+    assert stopped_at - acquired_at <= ttl - margin + 0.25
+    # and the caller heard of it promptly: the release attempt after the deadline is short.
+    assert exited_at - stopped_at <= 1.0 + 0.25
+    assert not lease.held
+    client.clear()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [throttle(), throttle("ThrottlingException"), server_error(500), server_error(503)],
+    ids=["provisioned-throughput", "throttling", "500", "503"],
+)
+async def test_the_heartbeat_retries_transient_errors_until_the_deadline(
+    backend, key, fault
+) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table, backoff=0.05)
+    async with manager.lease(key, ttl=1.5) as lease:
+        client.plan("update_item", fault, times=3)
+        await anyio.sleep(1.5 * 2)
+        lease.ensure_held()
+    refreshes = [c for c in client.calls if c.operation == "update_item"]
+    assert len([c for c in refreshes if c.outcome != "ok"]) == 3
+    assert any(c.outcome == "ok" for c in refreshes)
+
+
+class SlowForOneKey:
+    """Delays every UpdateItem for one key beyond its whole lease; others pass straight."""
+
+    def __init__(self, client, slow_key: str, delay: float) -> None:
+        self._client = client
+        self._slow_key = slow_key
+        self._delay = delay
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    async def update_item(self, **params):
+        if params["Key"]["pk"]["S"] == self._slow_key:
+            await anyio.sleep(self._delay)
+        return await self._client.update_item(**params)
+
+
+async def test_one_slow_lease_does_not_delay_the_heartbeats_of_the_others(backend, key) -> None:
+    ttl = 1.2
+    slow_key = f"{key}:slow"
+    client = SlowForOneKey(backend.client, slow_key, delay=0.0)
+    manager = new_manager(client, backend.table)
+    outcomes: dict[str, str] = {}
+
+    async def hold(name: str, stop: anyio.Event) -> None:
+        try:
+            async with manager.lease(f"{key}:{name}", ttl=ttl) as lease:
+                await stop.wait()
+                lease.ensure_held()
+        except LeaseLostError as lost:
+            outcomes[name] = lost.reason
+        else:
+            outcomes[name] = "held"
+
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        for name in ("slow", "a", "b", "c"):
+            tg.start_soon(hold, name, stop)
+        await anyio.sleep(0.1)
+        client._delay = 10 * ttl  # every refresh of the slow key now outlasts its lease
+        await anyio.sleep(ttl * 3)
+        stop.set()
+    assert outcomes == {"slow": "expired", "a": "held", "b": "held", "c": "held"}
+
+
+async def test_the_body_exception_propagates_unchanged_and_the_lease_is_released(
+    backend, key
+) -> None:
+    manager = new_manager(backend.client, backend.table)
+    with pytest.raises(KeyError, match="boom"):
+        async with manager.lease(key):
+            raise KeyError("boom")
+    assert await manager.get(key) is None
+
+
+async def test_cancelling_the_body_from_outside_still_releases_the_lease(backend, key) -> None:
+    manager = new_manager(backend.client, backend.table)
+    inside = anyio.Event()
+
+    async def worker() -> None:
+        async with manager.lease(key, ttl=10):
+            inside.set()
+            await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker)
+        await inside.wait()
+        tg.cancel_scope.cancel()
+    assert await manager.get(key) is None
+
+
+async def test_release_is_shielded_from_a_cancelled_caller(backend, key) -> None:
+    manager = new_manager(backend.client, backend.table)
+    lease = await manager.acquire(key, ttl=10)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        released = await manager.release(lease)
+    assert released is True
+    assert await manager.get(key) is None
+
+
+async def test_release_is_bounded_in_time_when_dynamodb_hangs(backend, key) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table, release_timeout=0.5)
+    started = anyio.current_time()
+    async with manager.lease(key, ttl=10):
+        client.plan("update_item", hang(), probability=1.0)
+    assert anyio.current_time() - started < 0.5 + 1.0
+    client.clear()
+    await new_manager(backend.client, backend.table).break_lease(key)
+
+
+async def test_ensure_held_and_remaining_follow_the_local_deadline(backend, key) -> None:
+    manager = new_manager(backend.client, backend.table, safety_margin=0.2)
+    lease = await manager.acquire(key, ttl=0.6, timeout=0)  # not heartbeated
+    assert 0.2 < lease.remaining <= 0.4
+    lease.ensure_held()
+    await anyio.sleep(lease.remaining + 0.01)
+    assert lease.remaining == 0
+    with pytest.raises(LeaseLostError) as caught:
+        lease.ensure_held()
+    assert caught.value.reason == "expired"
+
+
+async def test_acquire_leases_are_heartbeated_while_the_manager_runs(backend, key) -> None:
+    async with new_manager(backend.client, backend.table) as manager:
+        lease = await manager.acquire(key, ttl=0.6)
+        await anyio.sleep(0.6 * 3)
+        lease.ensure_held()
+    # Leaving the manager released it.
+    assert not lease.held
+    assert await new_manager(backend.client, backend.table).get(key) is None
+
+
+async def test_wait_lost_returns_the_loss(backend, key) -> None:
+    operator = new_manager(backend.client, backend.table)
+    async with new_manager(backend.client, backend.table) as manager:
+        lease = await manager.acquire(key, ttl=0.9)
+        await operator.break_lease(key)
+        with anyio.fail_after(0.9 * 2):
+            lost = await lease.wait_lost()
+    assert isinstance(lost, LeaseLostError)
+    assert lost.reason == "released"
+
+
+async def test_wait_lost_returns_at_the_local_deadline_without_a_heartbeat(backend, key) -> None:
+    manager = new_manager(backend.client, backend.table)
+    lease = await manager.acquire(key, ttl=0.5)
+    with anyio.fail_after(0.5 + 1):
+        lost = await lease.wait_lost()
+    assert lost.reason == "expired"
+
+
+async def test_a_running_manager_refuses_to_start_twice(backend) -> None:
+    manager = new_manager(backend.client, backend.table)
+    async with manager:
+        with pytest.raises(Exception, match="already running"):
+            async with manager:
+                pass
+
+
+async def test_leaving_a_running_manager_with_an_error_does_not_wrap_it(backend, key) -> None:
+    manager = new_manager(backend.client, backend.table)
+    with pytest.raises(RuntimeError, match="oops"):
+        async with manager:
+            await manager.acquire(key)
+            raise RuntimeError("oops")
+    assert await manager.get(key) is None
+
+
+def test_manager_is_constructible_outside_an_event_loop(backend) -> None:
+    assert isinstance(LeaseManager(backend.client, backend.table), LeaseManager)
+
+
+async def test_takeover_waits_at_least_the_skew_bound_after_expiry(backend, key) -> None:
+    holder = new_manager(backend.client, backend.table)
+    contender = new_manager(backend.client, backend.table, max_clock_skew=SKEW)
+    lease = await holder.acquire(key, ttl=0.5, timeout=0)
+    taken = await contender.acquire(key, ttl=5, timeout=5)
+    assert taken.fence > lease.fence
+    await contender.release(taken)
