@@ -387,11 +387,12 @@ class LeaseManager:
                 )
             except LeaseStoreError as error:
                 state.maybe_ours = state.maybe_ours or error.maybe_applied
+                state.in_flight = False
                 if not error.transient:
                     raise
                 state.failure = error
-            finally:
-                state.in_flight = False
+        # Still set only if the caller was cancelled mid-request (then the undo runs).
+        state.in_flight = False
         received_at = anyio.current_time()
         if outcome is None:
             if state.failure is None:  # the request got no answer in the time allowed

@@ -1,0 +1,214 @@
+"""Writes DynamoDB applied but whose answer was lost, and requests that never finish.
+
+Faults come from two places: above the SDK (a client wrapper that performs the call and
+then raises a read timeout) and below it (a loopback proxy that forwards the request and
+drops the answer, so botocore's own retries resend it, as happens in production).
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from faults import Fault, FaultyClient, LossyProxy, drop_response, fail_before, hang, latency
+from support import TTL, new_manager
+
+from aiolease import LeaseConfigError, LeaseHeldError, LeaseStoreError
+
+SDK_RETRIES = {"retries": {"max_attempts": 4, "mode": "standard"}}
+
+
+async def test_an_acquire_whose_answer_was_lost_still_gets_the_lease(backend, key) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table)
+    client.plan("update_item", drop_response(), times=1)
+    started = anyio.current_time()
+
+    lease = await manager.acquire(key, timeout=5)
+
+    # It did not wait out its own lease: the retry recognised our own token.
+    assert anyio.current_time() - started < TTL
+    assert lease.held
+    info = await manager.get(key)
+    assert info is not None
+    assert info.fence == lease.fence
+    outcomes = [c.outcome for c in client.calls if c.operation == "update_item"]
+    assert outcomes[0] != "ok"
+    await manager.release(lease)
+
+
+async def test_a_refresh_whose_answer_was_lost_keeps_the_lease(backend, key) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table)
+    lease = await manager.acquire(key, timeout=0)
+    client.plan("update_item", drop_response(), times=1)
+    await manager.refresh(lease)
+    assert lease.held
+    await manager.refresh(lease)
+    assert await manager.release(lease) is True
+
+
+async def test_a_release_whose_answer_was_lost_reports_released(backend, key) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table)
+    lease = await manager.acquire(key, timeout=0)
+    client.plan("update_item", drop_response(), times=1)
+    assert await manager.release(lease) is True
+    assert await manager.get(key) is None
+
+
+async def test_a_retried_release_never_touches_the_next_holders_lease(backend, key) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table)
+    successor_manager = new_manager(backend.client, backend.table, owner="successor")
+    lease = await manager.acquire(key, timeout=0)
+    successor = None
+
+    async def drop_then_let_someone_in(perform, ctx):  # noqa: ARG001
+        nonlocal successor
+        await perform()
+        successor = await successor_manager.acquire(key, timeout=0)
+        raise ConnectionResetError("answer lost")
+
+    client.plan("update_item", _Custom(drop_then_let_someone_in), times=1)
+    assert await manager.release(lease) is True  # our first attempt did apply
+    assert successor is not None
+    info = await successor_manager.get(key)
+    assert info is not None
+    assert (info.owner, info.fence) == ("successor", successor.fence)
+    await successor_manager.release(successor)
+
+
+class _Custom(Fault):
+    """A one-off fault written inline by a test."""
+
+    def __init__(self, function) -> None:
+        self._function = function
+
+    async def apply(self, perform, ctx):
+        return await self._function(perform, ctx)
+
+
+@pytest.mark.parametrize("operation", ["acquire", "refresh", "release"])
+async def test_answers_dropped_below_the_sdk_are_resolved_by_its_own_retries(
+    backend, key, operation
+) -> None:
+    async with (
+        LossyProxy(backend.endpoint_url) as proxy,
+        backend.new_client(endpoint_url=proxy.endpoint_url, **SDK_RETRIES) as client,
+    ):
+        manager = new_manager(client, backend.table)
+        await manager.get(key)
+        if operation == "acquire":
+            proxy.drop_response("UpdateItem", times=1)
+            started = anyio.current_time()
+            lease = await manager.acquire(key, timeout=5)
+            assert anyio.current_time() - started < TTL
+        else:
+            lease = await manager.acquire(key, timeout=0)
+            proxy.drop_response("UpdateItem", times=1)
+        if operation == "refresh":
+            await manager.refresh(lease)
+            assert lease.held
+        before = proxy.forwarded["UpdateItem"]
+        assert await manager.release(lease) is True
+        assert proxy.forwarded["UpdateItem"] >= before + 1
+        assert await manager.get(key) is None
+        # Each dropped answer made botocore send the same request again.
+        assert proxy.forwarded["UpdateItem"] >= 3
+
+
+async def test_a_cancelled_acquire_undoes_a_write_that_may_have_applied(backend, key) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table)
+    client.plan("update_item", latency(5, after=True), times=1)  # applied, answer is slow
+
+    with anyio.move_on_after(0.3):
+        await manager.acquire(key, ttl=30)
+
+    # The shielded undo released it: the key is free now, not in 30 s.
+    assert await manager.get(key) is None
+    other = new_manager(backend.client, backend.table)
+    lease = await other.acquire(key, timeout=0)
+    await other.release(lease)
+
+
+async def test_an_acquire_answered_after_its_lease_ran_out_is_not_handed_out(
+    backend, key
+) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table, safety_margin=0.1)
+    ttl = 0.6
+    client.plan("update_item", latency(ttl + 0.1, after=True), times=1)
+    started = anyio.current_time()
+
+    lease = await manager.acquire(key, ttl=ttl, timeout=5)
+
+    # The late grant was not handed out; the lease returned came from a later attempt.
+    attempts = [c for c in client.calls if c.operation == "update_item"]
+    assert len(attempts) >= 2
+    assert anyio.current_time() - started >= ttl
+    assert lease.remaining > 0
+    assert lease.held
+    await manager.release(lease)
+
+
+async def test_a_timeout_that_ends_on_store_failures_raises_lease_store_error(
+    backend, key
+) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table)
+    await manager.get(key)
+    client.plan("update_item", fail_before(), probability=1.0)
+    with pytest.raises(LeaseStoreError) as caught:
+        await manager.acquire(key, timeout=0.4)
+    assert not isinstance(caught.value, LeaseHeldError)
+    assert caught.value.transient
+    assert caught.value.__cause__ is not None
+    assert len(client.calls_of("update_item")) >= 3  # retried with backoff
+    client.clear()
+
+
+async def test_a_hung_store_does_not_stretch_a_finite_timeout(backend, key) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table, poll_interval=0.1, release_timeout=0.3)
+    await manager.get(key)
+    client.plan("update_item", hang(), probability=1.0)
+    started = anyio.current_time()
+    with pytest.raises(LeaseStoreError, match="no answer"):
+        await manager.acquire(key, timeout=0.5)
+    # The timeout, plus the shielded undo of the unanswered write (bounded by
+    # release_timeout), plus scheduling slack.
+    assert anyio.current_time() - started < 0.5 + 0.1 + 0.3 + 0.5
+    client.clear()
+
+
+async def test_errors_that_cannot_heal_are_raised_at_once(backend, key) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table)
+    await manager.get(key)
+
+    async def access_denied(perform, ctx):  # noqa: ARG001
+        from botocore.exceptions import ClientError  # noqa: PLC0415
+
+        raise ClientError(
+            {
+                "Error": {"Code": "AccessDeniedException", "Message": "not allowed"},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            },
+            "UpdateItem",
+        )
+
+    client.plan("update_item", _Custom(access_denied), probability=1.0)
+    started = anyio.current_time()
+    with pytest.raises(LeaseStoreError, match="AccessDeniedException") as caught:
+        await manager.acquire(key)  # timeout=None would otherwise wait forever
+    assert anyio.current_time() - started < 1
+    assert not caught.value.transient
+    assert len(client.calls_of("update_item")) == 1
+    client.clear()
+
+
+async def test_a_table_with_the_wrong_key_schema_is_refused(backend) -> None:
+    manager = new_manager(backend.client, backend.table, attribute_names={"key": "id"})
+    with pytest.raises(LeaseConfigError, match="key schema"):
+        await manager.get("k")
