@@ -7,17 +7,37 @@ drops the answer, so botocore's own retries resend it, as happens in production)
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import anyio
 import pytest
-from faults import Fault, FaultyClient, LossyProxy, drop_response, fail_before, hang, latency
+from botocore.exceptions import ClientError
+from conftest import Backend
+from faults import (
+    Fault,
+    FaultContext,
+    FaultyClient,
+    LossyProxy,
+    Perform,
+    drop_response,
+    fail_before,
+    hang,
+    latency,
+)
 from support import TTL, new_manager
 
 from aiolease import LeaseConfigError, LeaseHeldError, LeaseStoreError
 
-SDK_RETRIES = {"retries": {"max_attempts": 4, "mode": "standard"}}
+
+def sdk_retries() -> dict[str, object]:
+    """botocore's standard retries, as in production (a fresh dict: botocore edits it)."""
+    return {"retries": {"total_max_attempts": 4, "mode": "standard"}}
 
 
-async def test_an_acquire_whose_answer_was_lost_still_gets_the_lease(backend, key) -> None:
+async def test_an_acquire_whose_answer_was_lost_still_gets_the_lease(
+    backend: Backend, key: str
+) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table)
     client.plan("update_item", drop_response(), times=1)
@@ -36,7 +56,7 @@ async def test_an_acquire_whose_answer_was_lost_still_gets_the_lease(backend, ke
     await manager.release(lease)
 
 
-async def test_a_refresh_whose_answer_was_lost_keeps_the_lease(backend, key) -> None:
+async def test_a_refresh_whose_answer_was_lost_keeps_the_lease(backend: Backend, key: str) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table)
     lease = await manager.acquire(key, timeout=0)
@@ -47,7 +67,7 @@ async def test_a_refresh_whose_answer_was_lost_keeps_the_lease(backend, key) -> 
     assert await manager.release(lease) is True
 
 
-async def test_a_release_whose_answer_was_lost_reports_released(backend, key) -> None:
+async def test_a_release_whose_answer_was_lost_reports_released(backend: Backend, key: str) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table)
     lease = await manager.acquire(key, timeout=0)
@@ -56,14 +76,16 @@ async def test_a_release_whose_answer_was_lost_reports_released(backend, key) ->
     assert await manager.get(key) is None
 
 
-async def test_a_retried_release_never_touches_the_next_holders_lease(backend, key) -> None:
+async def test_a_retried_release_never_touches_the_next_holders_lease(
+    backend: Backend, key: str
+) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table)
     successor_manager = new_manager(backend.client, backend.table, owner="successor")
     lease = await manager.acquire(key, timeout=0)
     successor = None
 
-    async def drop_then_let_someone_in(perform, ctx):  # noqa: ARG001
+    async def drop_then_let_someone_in(perform: Perform, ctx: FaultContext) -> Any:  # noqa: ARG001
         nonlocal successor
         await perform()
         successor = await successor_manager.acquire(key, timeout=0)
@@ -81,20 +103,22 @@ async def test_a_retried_release_never_touches_the_next_holders_lease(backend, k
 class _Custom(Fault):
     """A one-off fault written inline by a test."""
 
-    def __init__(self, function) -> None:
+    def __init__(self, function: Callable[[Perform, FaultContext], Awaitable[Any]]) -> None:
         self._function = function
 
-    async def apply(self, perform, ctx):
+    async def apply(self, perform: Perform, ctx: FaultContext) -> Any:
         return await self._function(perform, ctx)
 
 
 @pytest.mark.parametrize("operation", ["acquire", "refresh", "release"])
 async def test_answers_dropped_below_the_sdk_are_resolved_by_its_own_retries(
-    backend, key, operation
+    backend: Backend, key: str, operation: str
 ) -> None:
+    upstream = backend.endpoint_url
+    assert upstream is not None
     async with (
-        LossyProxy(backend.endpoint_url) as proxy,
-        backend.new_client(endpoint_url=proxy.endpoint_url, **SDK_RETRIES) as client,
+        LossyProxy(upstream) as proxy,
+        backend.new_client(endpoint_url=proxy.endpoint_url, **sdk_retries()) as client,
     ):
         manager = new_manager(client, backend.table)
         await manager.get(key)
@@ -117,7 +141,9 @@ async def test_answers_dropped_below_the_sdk_are_resolved_by_its_own_retries(
         assert proxy.forwarded["UpdateItem"] >= 3
 
 
-async def test_a_cancelled_acquire_undoes_a_write_that_may_have_applied(backend, key) -> None:
+async def test_a_cancelled_acquire_undoes_a_write_that_may_have_applied(
+    backend: Backend, key: str
+) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table)
     client.plan("update_item", latency(5, after=True), times=1)  # applied, answer is slow
@@ -133,7 +159,7 @@ async def test_a_cancelled_acquire_undoes_a_write_that_may_have_applied(backend,
 
 
 async def test_an_acquire_answered_after_its_lease_ran_out_is_not_handed_out(
-    backend, key
+    backend: Backend, key: str
 ) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table, safety_margin=0.1)
@@ -153,7 +179,7 @@ async def test_an_acquire_answered_after_its_lease_ran_out_is_not_handed_out(
 
 
 async def test_a_timeout_that_ends_on_store_failures_raises_lease_store_error(
-    backend, key
+    backend: Backend, key: str
 ) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table)
@@ -168,7 +194,7 @@ async def test_a_timeout_that_ends_on_store_failures_raises_lease_store_error(
     client.clear()
 
 
-async def test_a_hung_store_does_not_stretch_a_finite_timeout(backend, key) -> None:
+async def test_a_hung_store_does_not_stretch_a_finite_timeout(backend: Backend, key: str) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table, poll_interval=0.1, release_timeout=0.3)
     await manager.get(key)
@@ -182,21 +208,17 @@ async def test_a_hung_store_does_not_stretch_a_finite_timeout(backend, key) -> N
     client.clear()
 
 
-async def test_errors_that_cannot_heal_are_raised_at_once(backend, key) -> None:
+async def test_errors_that_cannot_heal_are_raised_at_once(backend: Backend, key: str) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table)
     await manager.get(key)
 
-    async def access_denied(perform, ctx):  # noqa: ARG001
-        from botocore.exceptions import ClientError  # noqa: PLC0415
-
-        raise ClientError(
-            {
-                "Error": {"Code": "AccessDeniedException", "Message": "not allowed"},
-                "ResponseMetadata": {"HTTPStatusCode": 400},
-            },
-            "UpdateItem",
-        )
+    async def access_denied(perform: Perform, ctx: FaultContext) -> Any:  # noqa: ARG001
+        response: Any = {
+            "Error": {"Code": "AccessDeniedException", "Message": "not allowed"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        raise ClientError(response, "UpdateItem")
 
     client.plan("update_item", _Custom(access_denied), probability=1.0)
     started = anyio.current_time()
@@ -208,7 +230,7 @@ async def test_errors_that_cannot_heal_are_raised_at_once(backend, key) -> None:
     client.clear()
 
 
-async def test_a_table_with_the_wrong_key_schema_is_refused(backend) -> None:
+async def test_a_table_with_the_wrong_key_schema_is_refused(backend: Backend) -> None:
     manager = new_manager(backend.client, backend.table, attribute_names={"key": "id"})
     with pytest.raises(LeaseConfigError, match="key schema"):
         await manager.get("k")

@@ -58,9 +58,7 @@ def test_exception_tree() -> None:
 
 
 def test_timeout_error_keeps_its_message_and_context() -> None:
-    error = LeaseTimeoutError(
-        "held by b", key="k", owner="b", expires_at=None, retry_after=1.5
-    )
+    error = LeaseTimeoutError("held by b", key="k", owner="b", expires_at=None, retry_after=1.5)
     assert str(error) == "held by b"
     assert (error.key, error.owner, error.expires_at, error.retry_after) == ("k", "b", None, 1.5)
 
@@ -106,7 +104,7 @@ def test_durations_accept_timedelta() -> None:
 @pytest.mark.parametrize("table", ["", "ab", "bad name", 5])
 def test_bad_table_names_are_refused(table: Any) -> None:
     with pytest.raises(LeaseConfigError, match="table must be a DynamoDB table name"):
-        LeaseManager(FakeClient(), table)  # type: ignore[arg-type]
+        LeaseManager(FakeClient(), table)
 
 
 def test_a_client_for_another_service_is_refused() -> None:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
-from faults import FaultyClient, fail_before, hang, latency, server_error, throttle
+from conftest import Backend
+from faults import Fault, FaultyClient, hang, server_error, throttle
 from support import SKEW, new_manager
 
 from aiolease import LeaseLostError, LeaseManager
 
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
 
-async def test_the_heartbeat_keeps_a_lease_alive_well_past_its_ttl(backend, key) -> None:
+
+async def test_the_heartbeat_keeps_a_lease_alive_well_past_its_ttl(
+    backend: Backend, key: str
+) -> None:
     manager = new_manager(backend.client, backend.table)
     contender = new_manager(backend.client, backend.table)
     async with manager.lease(key, ttl=0.6) as lease:
@@ -28,7 +35,9 @@ async def test_the_heartbeat_keeps_a_lease_alive_well_past_its_ttl(backend, key)
     assert await contender.get(key) is None
 
 
-async def test_loss_cancels_the_body_and_raises_a_plain_lease_lost_error(backend, key) -> None:
+async def test_loss_cancels_the_body_and_raises_a_plain_lease_lost_error(
+    backend: Backend, key: str
+) -> None:
     manager = new_manager(backend.client, backend.table)
     operator = new_manager(backend.client, backend.table)
     reached_the_end = False
@@ -49,7 +58,7 @@ async def test_loss_cancels_the_body_and_raises_a_plain_lease_lost_error(backend
     assert not lease.held
 
 
-async def test_loss_to_another_holder_says_taken(backend, key) -> None:
+async def test_loss_to_another_holder_says_taken(backend: Backend, key: str) -> None:
     manager = new_manager(backend.client, backend.table)
     # A rival whose clock runs far beyond the skew bound sees the lease as expired at once.
     rival = new_manager(
@@ -69,7 +78,7 @@ async def test_loss_to_another_holder_says_taken(backend, key) -> None:
 
 
 async def test_the_body_is_cancelled_by_the_local_deadline_when_dynamodb_is_unreachable(
-    backend, key
+    backend: Backend, key: str
 ) -> None:
     client = FaultyClient(backend.client)
     ttl, margin = 1.2, 0.3
@@ -98,7 +107,7 @@ async def test_the_body_is_cancelled_by_the_local_deadline_when_dynamodb_is_unre
     ids=["provisioned-throughput", "throttling", "500", "503"],
 )
 async def test_the_heartbeat_retries_transient_errors_until_the_deadline(
-    backend, key, fault
+    backend: Backend, key: str, fault: Fault
 ) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table, backoff=0.05)
@@ -114,21 +123,23 @@ async def test_the_heartbeat_retries_transient_errors_until_the_deadline(
 class SlowForOneKey:
     """Delays every UpdateItem for one key beyond its whole lease; others pass straight."""
 
-    def __init__(self, client, slow_key: str, delay: float) -> None:
+    def __init__(self, client: DynamoDBClient, slow_key: str, delay: float) -> None:
         self._client = client
         self._slow_key = slow_key
         self._delay = delay
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    async def update_item(self, **params):
+    async def update_item(self, **params: Any) -> Any:
         if params["Key"]["pk"]["S"] == self._slow_key:
             await anyio.sleep(self._delay)
         return await self._client.update_item(**params)
 
 
-async def test_one_slow_lease_does_not_delay_the_heartbeats_of_the_others(backend, key) -> None:
+async def test_one_slow_lease_does_not_delay_the_heartbeats_of_the_others(
+    backend: Backend, key: str
+) -> None:
     ttl = 1.2
     slow_key = f"{key}:slow"
     client = SlowForOneKey(backend.client, slow_key, delay=0.0)
@@ -157,7 +168,7 @@ async def test_one_slow_lease_does_not_delay_the_heartbeats_of_the_others(backen
 
 
 async def test_the_body_exception_propagates_unchanged_and_the_lease_is_released(
-    backend, key
+    backend: Backend, key: str
 ) -> None:
     manager = new_manager(backend.client, backend.table)
     with pytest.raises(KeyError, match="boom"):
@@ -166,7 +177,9 @@ async def test_the_body_exception_propagates_unchanged_and_the_lease_is_released
     assert await manager.get(key) is None
 
 
-async def test_cancelling_the_body_from_outside_still_releases_the_lease(backend, key) -> None:
+async def test_cancelling_the_body_from_outside_still_releases_the_lease(
+    backend: Backend, key: str
+) -> None:
     manager = new_manager(backend.client, backend.table)
     inside = anyio.Event()
 
@@ -182,7 +195,7 @@ async def test_cancelling_the_body_from_outside_still_releases_the_lease(backend
     assert await manager.get(key) is None
 
 
-async def test_release_is_shielded_from_a_cancelled_caller(backend, key) -> None:
+async def test_release_is_shielded_from_a_cancelled_caller(backend: Backend, key: str) -> None:
     manager = new_manager(backend.client, backend.table)
     lease = await manager.acquire(key, ttl=10)
     with anyio.CancelScope() as scope:
@@ -192,7 +205,7 @@ async def test_release_is_shielded_from_a_cancelled_caller(backend, key) -> None
     assert await manager.get(key) is None
 
 
-async def test_release_is_bounded_in_time_when_dynamodb_hangs(backend, key) -> None:
+async def test_release_is_bounded_in_time_when_dynamodb_hangs(backend: Backend, key: str) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table, release_timeout=0.5)
     started = anyio.current_time()
@@ -203,7 +216,9 @@ async def test_release_is_bounded_in_time_when_dynamodb_hangs(backend, key) -> N
     await new_manager(backend.client, backend.table).break_lease(key)
 
 
-async def test_ensure_held_and_remaining_follow_the_local_deadline(backend, key) -> None:
+async def test_ensure_held_and_remaining_follow_the_local_deadline(
+    backend: Backend, key: str
+) -> None:
     manager = new_manager(backend.client, backend.table, safety_margin=0.2)
     lease = await manager.acquire(key, ttl=0.6, timeout=0)  # not heartbeated
     assert 0.2 < lease.remaining <= 0.4
@@ -215,7 +230,9 @@ async def test_ensure_held_and_remaining_follow_the_local_deadline(backend, key)
     assert caught.value.reason == "expired"
 
 
-async def test_acquire_leases_are_heartbeated_while_the_manager_runs(backend, key) -> None:
+async def test_acquire_leases_are_heartbeated_while_the_manager_runs(
+    backend: Backend, key: str
+) -> None:
     async with new_manager(backend.client, backend.table) as manager:
         lease = await manager.acquire(key, ttl=0.6)
         await anyio.sleep(0.6 * 3)
@@ -225,7 +242,7 @@ async def test_acquire_leases_are_heartbeated_while_the_manager_runs(backend, ke
     assert await new_manager(backend.client, backend.table).get(key) is None
 
 
-async def test_wait_lost_returns_the_loss(backend, key) -> None:
+async def test_wait_lost_returns_the_loss(backend: Backend, key: str) -> None:
     operator = new_manager(backend.client, backend.table)
     async with new_manager(backend.client, backend.table) as manager:
         lease = await manager.acquire(key, ttl=0.9)
@@ -236,7 +253,9 @@ async def test_wait_lost_returns_the_loss(backend, key) -> None:
     assert lost.reason == "released"
 
 
-async def test_wait_lost_returns_at_the_local_deadline_without_a_heartbeat(backend, key) -> None:
+async def test_wait_lost_returns_at_the_local_deadline_without_a_heartbeat(
+    backend: Backend, key: str
+) -> None:
     manager = new_manager(backend.client, backend.table)
     lease = await manager.acquire(key, ttl=0.5)
     with anyio.fail_after(0.5 + 1):
@@ -244,7 +263,7 @@ async def test_wait_lost_returns_at_the_local_deadline_without_a_heartbeat(backe
     assert lost.reason == "expired"
 
 
-async def test_a_running_manager_refuses_to_start_twice(backend) -> None:
+async def test_a_running_manager_refuses_to_start_twice(backend: Backend) -> None:
     manager = new_manager(backend.client, backend.table)
     async with manager:
         with pytest.raises(Exception, match="already running"):
@@ -252,7 +271,9 @@ async def test_a_running_manager_refuses_to_start_twice(backend) -> None:
                 pass
 
 
-async def test_leaving_a_running_manager_with_an_error_does_not_wrap_it(backend, key) -> None:
+async def test_leaving_a_running_manager_with_an_error_does_not_wrap_it(
+    backend: Backend, key: str
+) -> None:
     manager = new_manager(backend.client, backend.table)
     with pytest.raises(RuntimeError, match="oops"):
         async with manager:
@@ -261,11 +282,13 @@ async def test_leaving_a_running_manager_with_an_error_does_not_wrap_it(backend,
     assert await manager.get(key) is None
 
 
-def test_manager_is_constructible_outside_an_event_loop(backend) -> None:
+def test_manager_is_constructible_outside_an_event_loop(backend: Backend) -> None:
     assert isinstance(LeaseManager(backend.client, backend.table), LeaseManager)
 
 
-async def test_takeover_waits_at_least_the_skew_bound_after_expiry(backend, key) -> None:
+async def test_takeover_waits_at_least_the_skew_bound_after_expiry(
+    backend: Backend, key: str
+) -> None:
     holder = new_manager(backend.client, backend.table)
     contender = new_manager(backend.client, backend.table, max_clock_skew=SKEW)
     lease = await holder.acquire(key, ttl=0.5, timeout=0)

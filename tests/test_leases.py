@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
+from conftest import Backend
 from faults import FaultyClient
 from support import POLL, SKEW, TTL, new_manager
 
@@ -18,7 +19,7 @@ from aiolease import (
 )
 
 
-async def test_acquiring_a_free_key_is_one_conditional_update(backend, key) -> None:
+async def test_acquiring_a_free_key_is_one_conditional_update(backend: Backend, key: str) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table)
     await manager.get("warm-up")  # the one-time DescribeTable check happens here
@@ -38,7 +39,9 @@ async def test_acquiring_a_free_key_is_one_conditional_update(backend, key) -> N
     await manager.release(lease)
 
 
-async def test_refresh_and_release_are_one_conditional_write_each(backend, key) -> None:
+async def test_refresh_and_release_are_one_conditional_write_each(
+    backend: Backend, key: str
+) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table)
     lease = await manager.acquire(key, timeout=0)
@@ -55,7 +58,7 @@ async def test_refresh_and_release_are_one_conditional_write_each(backend, key) 
     assert not lease.held
 
 
-async def test_held_key_reports_holder_and_when_to_retry(backend, key) -> None:
+async def test_held_key_reports_holder_and_when_to_retry(backend: Backend, key: str) -> None:
     holder = new_manager(backend.client, backend.table, owner="holder")
     contender = new_manager(backend.client, backend.table, owner="contender")
     lease = await holder.acquire(key, timeout=0)
@@ -73,7 +76,7 @@ async def test_held_key_reports_holder_and_when_to_retry(backend, key) -> None:
     await holder.release(lease)
 
 
-async def test_two_tasks_of_one_manager_contend_like_two_hosts(backend, key) -> None:
+async def test_two_tasks_of_one_manager_contend_like_two_hosts(backend: Backend, key: str) -> None:
     manager = new_manager(backend.client, backend.table)
     lease = await manager.acquire(key, timeout=0)
     with pytest.raises(LeaseHeldError):
@@ -81,7 +84,9 @@ async def test_two_tasks_of_one_manager_contend_like_two_hosts(backend, key) -> 
     await manager.release(lease)
 
 
-async def test_a_waiting_acquire_gets_the_key_when_it_is_released(backend, key) -> None:
+async def test_a_waiting_acquire_gets_the_key_when_it_is_released(
+    backend: Backend, key: str
+) -> None:
     manager = new_manager(backend.client, backend.table)
     first = await manager.acquire(key, ttl=10, timeout=0)
     got = anyio.Event()
@@ -104,7 +109,9 @@ async def test_a_waiting_acquire_gets_the_key_when_it_is_released(backend, key) 
         assert anyio.current_time() - released_at < 10 - 1
 
 
-async def test_timeout_raises_lease_timeout_error_after_a_final_attempt(backend, key) -> None:
+async def test_timeout_raises_lease_timeout_error_after_a_final_attempt(
+    backend: Backend, key: str
+) -> None:
     client = FaultyClient(backend.client)
     holder = new_manager(backend.client, backend.table, owner="holder")
     contender = new_manager(client, backend.table, poll_interval=0.3)
@@ -126,7 +133,7 @@ async def test_timeout_raises_lease_timeout_error_after_a_final_attempt(backend,
     await holder.release(lease)
 
 
-async def test_release_keeps_the_item_its_fence_and_its_data(backend, key) -> None:
+async def test_release_keeps_the_item_its_fence_and_its_data(backend: Backend, key: str) -> None:
     manager = new_manager(backend.client, backend.table)
     first = await manager.acquire(key, data={"page": 1})
     assert first.data == {"page": 1}
@@ -138,7 +145,7 @@ async def test_release_keeps_the_item_its_fence_and_its_data(backend, key) -> No
     await manager.release(second)
 
 
-async def test_fence_strictly_increases_with_every_grant(backend, key) -> None:
+async def test_fence_strictly_increases_with_every_grant(backend: Backend, key: str) -> None:
     manager = new_manager(backend.client, backend.table)
     fences = []
     for _ in range(5):
@@ -148,7 +155,7 @@ async def test_fence_strictly_increases_with_every_grant(backend, key) -> None:
     assert fences == sorted(set(fences))
 
 
-async def test_data_is_kept_unless_given_and_cleared_by_none(backend, key) -> None:
+async def test_data_is_kept_unless_given_and_cleared_by_none(backend: Backend, key: str) -> None:
     manager = new_manager(backend.client, backend.table)
     lease = await manager.acquire(key, data={"v": 1})
     await manager.refresh(lease)
@@ -169,7 +176,7 @@ async def test_data_is_kept_unless_given_and_cleared_by_none(backend, key) -> No
     await manager.release(lease)
 
 
-async def test_get_and_list_show_held_leases_only(backend, key) -> None:
+async def test_get_and_list_show_held_leases_only(backend: Backend, key: str) -> None:
     manager = new_manager(backend.client, backend.table, owner="lister")
     held = await manager.acquire(f"{key}:a", data="x")
     released = await manager.acquire(f"{key}:b")
@@ -187,7 +194,7 @@ async def test_get_and_list_show_held_leases_only(backend, key) -> None:
     await manager.release(held)
 
 
-async def test_list_pages_through_many_leases(backend, key) -> None:
+async def test_list_pages_through_many_leases(backend: Backend, key: str) -> None:
     manager = new_manager(backend.client, backend.table)
     leases = [await manager.acquire(f"{key}:{i:03}") for i in range(30)]
     # Big data values push the scan over more than one page on every backend.
@@ -197,7 +204,7 @@ async def test_list_pages_through_many_leases(backend, key) -> None:
         await manager.release(lease)
 
 
-async def test_expired_leases_are_not_held(backend, key) -> None:
+async def test_expired_leases_are_not_held(backend: Backend, key: str) -> None:
     manager = new_manager(backend.client, backend.table)
     lease = await manager.acquire(key, ttl=0.3, timeout=0)
     await anyio.sleep(0.3 + SKEW + 0.1)
@@ -207,7 +214,7 @@ async def test_expired_leases_are_not_held(backend, key) -> None:
 
 
 async def test_release_of_a_taken_over_lease_returns_false_and_changes_nothing(
-    backend, key
+    backend: Backend, key: str
 ) -> None:
     old = new_manager(backend.client, backend.table, owner="old")
     new = new_manager(backend.client, backend.table, owner="new")
@@ -222,7 +229,9 @@ async def test_release_of_a_taken_over_lease_returns_false_and_changes_nothing(
     await new.release(current)
 
 
-async def test_refresh_after_the_local_deadline_raises_and_never_retakes(backend, key) -> None:
+async def test_refresh_after_the_local_deadline_raises_and_never_retakes(
+    backend: Backend, key: str
+) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table)
     lease = await manager.acquire(key, ttl=0.3, timeout=0)
@@ -236,7 +245,7 @@ async def test_refresh_after_the_local_deadline_raises_and_never_retakes(backend
     assert not lease.held
 
 
-async def test_refresh_of_a_lease_taken_over_says_taken(backend, key) -> None:
+async def test_refresh_of_a_lease_taken_over_says_taken(backend: Backend, key: str) -> None:
     old = new_manager(backend.client, backend.table, owner="old", safety_margin=0)
     new = new_manager(backend.client, backend.table, owner="new")
     lease = await old.acquire(key, ttl=1.0, timeout=0)
@@ -249,7 +258,9 @@ async def test_refresh_of_a_lease_taken_over_says_taken(backend, key) -> None:
     await new.release(taker)
 
 
-async def test_break_lease_clears_any_holder_and_keeps_the_fence(backend, key) -> None:
+async def test_break_lease_clears_any_holder_and_keeps_the_fence(
+    backend: Backend, key: str
+) -> None:
     holder = new_manager(backend.client, backend.table, owner="stuck")
     operator = new_manager(backend.client, backend.table, owner="operator")
     lease = await holder.acquire(key, ttl=10, timeout=0)
@@ -270,7 +281,7 @@ async def test_break_lease_clears_any_holder_and_keeps_the_fence(backend, key) -
     await operator.release(successor)
 
 
-async def test_a_missing_table_raises_table_not_found(backend) -> None:
+async def test_a_missing_table_raises_table_not_found(backend: Backend) -> None:
     manager = new_manager(backend.client, "no-such-table")
     with pytest.raises(TableNotFoundError) as caught:
         await manager.acquire("k", timeout=0)
@@ -279,7 +290,7 @@ async def test_a_missing_table_raises_table_not_found(backend) -> None:
     assert isinstance(caught.value, LeaseStoreError)
 
 
-async def test_expires_at_is_milliseconds_not_seconds(backend, key) -> None:
+async def test_expires_at_is_milliseconds_not_seconds(backend: Backend, key: str) -> None:
     manager = new_manager(backend.client, backend.table)
     before = datetime.now(UTC)
     lease = await manager.acquire(key, ttl=1.25, timeout=0)
