@@ -6,6 +6,7 @@ DynamoDB Local only.
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ def assert_exclusive(grants: list[Grant]) -> None:
         by_key.setdefault(grant.key, []).append(grant)
     for key, key_grants in by_key.items():
         ordered = sorted(key_grants, key=lambda g: g.start)
-        for before, after in zip(ordered, ordered[1:], strict=False):
+        for before, after in itertools.pairwise(ordered):
             assert before.end <= after.start, f"{key}: {before} overlaps {after}"
             assert before.fence < after.fence, f"{key}: fence went from {before} to {after}"
 
