@@ -295,3 +295,21 @@ async def test_takeover_waits_at_least_the_skew_bound_after_expiry(
     taken = await contender.acquire(key, ttl=5, timeout=5)
     assert taken.fence > lease.fence
     await contender.release(taken)
+
+
+async def test_a_token_overwritten_by_another_writer_is_loss(backend: Backend, key: str) -> None:
+    manager = new_manager(backend.client, backend.table)
+    with pytest.raises(LeaseLostError) as caught:
+        async with manager.lease(key, ttl=0.9) as lease:
+            await backend.client.update_item(
+                TableName=backend.table,
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET #tok = :other, #own = :who",
+                ExpressionAttributeNames={"#tok": "token", "#own": "owner"},
+                ExpressionAttributeValues={":other": {"S": "intruder"}, ":who": {"S": "x"}},
+            )
+            await anyio.sleep(5)
+    assert caught.value.reason == "taken"
+    assert caught.value.fence == lease.fence
+    item = await backend.client.get_item(TableName=backend.table, Key={"pk": {"S": key}})
+    assert item["Item"]["token"]["S"] == "intruder"  # the loser's exit left it alone
