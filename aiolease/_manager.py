@@ -769,7 +769,7 @@ class _LeaseContext:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:
         lease, scope, task_group = self._lease, self._scope, self._task_group
         assert lease is not None  # noqa: S101
         assert scope is not None  # noqa: S101
@@ -786,12 +786,13 @@ class _LeaseContext:
                 await self._manager._release(lease, UNSET)  # noqa: SLF001
             except LeaseStoreError as error:
                 logger.warning("could not release %r on exit: %s", lease.key, error)
-        lost = lease._lost  # noqa: SLF001
         if exc is not None and not swallowed:
-            return False  # the body's own exception (or an outer cancellation) propagates
+            return  # the body's own exception (or an outer cancellation) propagates
+        lost = lease._lost  # noqa: SLF001
+        if swallowed and lost is None:  # our scope only ever fires on loss or the deadline
+            lost = lease._mark_lost("expired", "its local deadline passed")  # noqa: SLF001
         if lost is not None:
             raise lost
-        return swallowed
 
 
 # -- module helpers ---------------------------------------------------------------------------
