@@ -29,6 +29,7 @@ from ._exceptions import (
     LeaseStoreError,
     LeaseTimeoutError,
     LostReason,
+    TableNotFoundError,
 )
 from ._lease import Lease, LeaseInfo, _State, decode_data, utc_from_ms
 from ._store import UNSET, DataUpdate, DynamoDBClient, Record, Store, _Unset
@@ -550,6 +551,12 @@ class LeaseManager:
                         ttl_epoch_s=math.ceil(wall + lease.ttl + self.ttl_buffer),
                         data=data,
                     )
+                except TableNotFoundError as error:
+                    if not retry_permanent:
+                        raise
+                    # The table, and the item with it, is gone: nothing left to refresh.
+                    lost = lease._mark_lost("deleted", f"its table is gone: {error}")  # noqa: SLF001
+                    raise lost from error
                 except LeaseStoreError as error:
                     if not (error.transient or retry_permanent):
                         raise

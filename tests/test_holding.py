@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -313,3 +314,20 @@ async def test_a_token_overwritten_by_another_writer_is_loss(backend: Backend, k
     assert caught.value.fence == lease.fence
     item = await backend.client.get_item(TableName=backend.table, Key={"pk": {"S": key}})
     assert item["Item"]["token"]["S"] == "intruder"  # the loser's exit left it alone
+
+
+async def test_a_heartbeat_that_finds_the_table_gone_stops_the_holder_at_once(
+    backend: Backend,
+) -> None:
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    manager = new_manager(backend.client, name)
+    await manager.create_table()
+    ttl = 3.0
+    started = anyio.current_time()
+    with pytest.raises(LeaseLostError) as caught:
+        async with manager.lease("k", ttl=ttl):
+            await backend.client.delete_table(TableName=name)
+            await anyio.sleep(10 * ttl)
+    assert caught.value.reason == "deleted"
+    # At the first heartbeat (ttl/3), not at the deadline.
+    assert anyio.current_time() - started < ttl - manager._timing(ttl).safety_margin
