@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._exceptions import LeaseLostError, LostReason
+from ._exceptions import LeaseError, LeaseLostError, LostReason
 
 if TYPE_CHECKING:
     from ._store import Record
@@ -61,6 +61,7 @@ class Lease:
     __slots__ = (
         "_heartbeat_interval",
         "_heartbeat_scope",
+        "_last_failure",
         "_last_sent",
         "_lost",
         "_safety_margin",
@@ -104,6 +105,7 @@ class Lease:
         self._valid_until = sent_at + ttl - safety_margin
         self._state = _State.HELD
         self._lost: LeaseLostError | None = None
+        self._last_failure: LeaseError | None = None  # the latest failed refresh, for context
         self._settled = anyio.Event()
         self._write_lock = anyio.Lock()
         self._heartbeat_scope: anyio.CancelScope | None = None

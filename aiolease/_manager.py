@@ -32,7 +32,8 @@ from ._exceptions import (
     TableNotFoundError,
 )
 from ._lease import Lease, LeaseInfo, _State, decode_data, utc_from_ms
-from ._store import UNSET, DataUpdate, DynamoDBClient, Record, Store, _Unset
+from ._shield import shielded
+from ._store import UNSET, DataUpdate, DynamoDBClient, Outcome, Record, Store, _Unset
 
 __all__ = ["LeaseManager"]
 
@@ -43,6 +44,7 @@ _MAX_DATA_BYTES: Final = 350_000  # leaves room under DynamoDB's 400 KB item lim
 _TABLE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _FIRST_BACKOFF: Final = 0.05
 _EXPIRED_RELEASE_TIMEOUT: Final = 1.0
+_MIN_TTL_BUFFER: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,15 @@ class _Acquisition:
     failures: int = 0
     maybe_ours: bool = False  # a write of ours may be in force: undo unless handed out
     in_flight: bool = False
+    # Send time of the earliest attempt with this version whose outcome is unknown: a
+    # waiter may have started timing the version from then, so our deadline must too.
+    unknown_since: float | None = None
+
+    def unknown(self, sent_at: float) -> None:
+        """Note an attempt that may have been applied although we got no answer."""
+        self.maybe_ours = True
+        if self.unknown_since is None:
+            self.unknown_since = sent_at
 
     def observe(self, holder: Record, now: float) -> None:
         """Start timing `holder`'s version, unless it is the one already being timed."""
@@ -161,7 +172,13 @@ class LeaseManager:
         self.poll_interval = seconds(poll_interval, name="poll_interval")
         self.backoff = seconds(backoff, name="backoff")
         self.release_timeout = seconds(release_timeout, name="release_timeout")
-        self.ttl_buffer = seconds(ttl_buffer, name="ttl_buffer", allow_zero=True)
+        self.ttl_buffer = seconds(ttl_buffer, name="ttl_buffer")
+        if self.ttl_buffer < _MIN_TTL_BUFFER:
+            raise LeaseConfigError(
+                f"ttl_buffer must be at least {_MIN_TTL_BUFFER:.0f} s, got {ttl_buffer!r}: "
+                "DynamoDB deletes expired items by its own clock, and a shorter buffer could "
+                "delete a live lease of a host whose clock runs behind"
+            )
         self._wall_clock = wall_clock
         self._token_factory = token_factory or _new_token
         self._store = Store(client, table, attribute_names=attribute_names, sort_key=sort_key)
@@ -362,16 +379,76 @@ class LeaseManager:
         """One acquire request: the lease, or how long to wait before the next try."""
         state.failure = None
         sent_at = anyio.current_time()
+        if (
+            state.unknown_since is not None
+            and sent_at - state.unknown_since >= timing.ttl - timing.safety_margin
+        ):
+            # A grant of this version could no longer be handed out: write a new version,
+            # whose validity counts from this attempt.
+            state.version = self._new_token()
+            state.unknown_since = None
+        outcome = await self._acquire_once(
+            key, state, timing, data, self._request_allowance(limit, give_up_at - sent_at)
+        )
+        received_at = anyio.current_time()
+        if outcome is None:
+            state.unknown(sent_at)
+            if state.failure is None:  # the request got no answer in the time allowed
+                state.failure = _no_answer("UpdateItem", received_at - sent_at)
+            return self._next_backoff(state)
+        if outcome.applied:
+            assert outcome.record is not None  # noqa: S101
+            # Count from the earliest attempt that may have written this version.
+            since = sent_at if state.unknown_since is None else state.unknown_since
+            if received_at < since + timing.ttl - timing.safety_margin:
+                state.maybe_ours = False
+                return Lease(
+                    record=outcome.record,
+                    ttl=timing.ttl,
+                    sent_at=since,
+                    safety_margin=timing.safety_margin,
+                    heartbeat_interval=timing.heartbeat_interval,
+                )
+            # The answer came after the lease it granted had run out: not handed out.
+            # The next attempt re-takes it, since our own token satisfies the condition.
+            state.unknown(sent_at)
+            state.failure = LeaseStoreError(
+                f"UpdateItem answered after {received_at - sent_at:.3f} s, longer than the "
+                f"lease lasts ({timing.ttl - timing.safety_margin:.3f} s)",
+                operation="UpdateItem",
+                transient=True,
+                maybe_applied=True,
+            )
+            return self._next_backoff(state)
+        # Refused: the condition allows our own token, so the item is not ours.
+        state.maybe_ours = False
+        state.unknown_since = None
+        state.failures = 0
+        read = outcome.record or await self._read_quietly(key)
+        if isinstance(read, _Unreadable):
+            return self.poll_interval
+        state.holder = read
+        if read is None or read.token is None:
+            return 0.0  # freed in between: try again at once
+        now = anyio.current_time()
+        state.observe(read, now)
+        poll = self.poll_interval * random.uniform(0.8, 1.0)  # noqa: S311
+        return max(0.001, min(self._retry_after(read, state.observed, now), poll))
+
+    async def _acquire_once(
+        self, key: str, state: _Acquisition, timing: _Timing, data: DataUpdate, allowance: float
+    ) -> Outcome | None:
+        """One acquire request; None when it failed transiently or got no answer in time."""
         wall = self._wall_clock()
         observed = state.observed
+        now = anyio.current_time()
         seen = (
             observed.version
-            if observed is not None and sent_at - observed.since >= observed.duration
+            if observed is not None and now - observed.since >= observed.duration
             else None
         )
-        outcome = None
         state.in_flight = True
-        with anyio.move_on_after(self._request_allowance(limit, give_up_at - sent_at)):
+        with anyio.move_on_after(allowance):
             try:
                 outcome = await self._store.acquire(
                     key,
@@ -387,54 +464,20 @@ class LeaseManager:
                     data=data,
                 )
             except LeaseStoreError as error:
-                state.maybe_ours = state.maybe_ours or error.maybe_applied
                 state.in_flight = False
                 if not error.transient:
+                    if error.maybe_applied:
+                        state.maybe_ours = True
                     raise
+                # botocore may have retried an applied write before this final error.
                 state.failure = error
-        # Still set only if the caller was cancelled mid-request (then the undo runs).
+                return None
+            state.in_flight = False
+            return outcome
+        # No answer in the time allowed. (If the caller itself was cancelled, in_flight
+        # stays set and the acquire's undo runs.)
         state.in_flight = False
-        received_at = anyio.current_time()
-        if outcome is None:
-            if state.failure is None:  # the request got no answer in the time allowed
-                state.maybe_ours = True
-                state.failure = _no_answer("UpdateItem", received_at - sent_at)
-            return self._next_backoff(state)
-        if outcome.applied:
-            assert outcome.record is not None  # noqa: S101
-            if received_at < sent_at + timing.ttl - timing.safety_margin:
-                state.maybe_ours = False
-                return Lease(
-                    record=outcome.record,
-                    ttl=timing.ttl,
-                    sent_at=sent_at,
-                    safety_margin=timing.safety_margin,
-                    heartbeat_interval=timing.heartbeat_interval,
-                )
-            # The answer came after the lease it granted had run out: not handed out.
-            # The next attempt re-takes it, since our own token satisfies the condition.
-            state.maybe_ours = True
-            state.failure = LeaseStoreError(
-                f"UpdateItem answered after {received_at - sent_at:.3f} s, longer than the "
-                f"lease lasts ({timing.ttl - timing.safety_margin:.3f} s)",
-                operation="UpdateItem",
-                transient=True,
-                maybe_applied=True,
-            )
-            return self._next_backoff(state)
-        # Refused: the condition allows our own token, so the item is not ours.
-        state.maybe_ours = False
-        state.failures = 0
-        read = outcome.record or await self._read_quietly(key)
-        if isinstance(read, _Unreadable):
-            return self.poll_interval
-        state.holder = read
-        if read is None or read.token is None:
-            return 0.0  # freed in between: try again at once
-        now = anyio.current_time()
-        state.observe(read, now)
-        poll = self.poll_interval * random.uniform(0.8, 1.0)  # noqa: S311
-        return max(0.001, min(self._retry_after(read, state.observed, now), poll))
+        return None
 
     def _next_backoff(self, state: _Acquisition) -> float:
         delay = self._backoff_delay(state.failures)
@@ -494,15 +537,16 @@ class LeaseManager:
 
     async def _undo(self, key: str, token: str) -> None:
         """Release a grant we may have won but will not hand out (shielded, bounded)."""
-        with anyio.move_on_after(self.release_timeout, shield=True):
-            try:
-                await self._store.release(key, token=token, data=UNSET)
-            except LeaseStoreError as error:
-                logger.warning(
-                    "could not undo an unfinished acquire of %r (%s); it lapses at its ttl",
-                    key,
-                    error,
-                )
+        try:
+            finished, _ = await shielded(
+                lambda: self._release_with_retries(key, token, UNSET),
+                timeout=self.release_timeout,
+            )
+        except LeaseStoreError as error:
+            finished = False
+            logger.warning("could not undo an unfinished acquire of %r: %s", key, error)
+        if not finished:
+            logger.warning("an unfinished acquire of %r may hold it until its ttl lapses", key)
 
     # -- refreshing -----------------------------------------------------------------------
 
@@ -530,44 +574,19 @@ class LeaseManager:
         """One logical refresh, retried until the local deadline; the caller holds the lock."""
         version = self._new_token()
         failures = 0
-        failure: LeaseStoreError | None = None
+        # Send time of the earliest unanswered attempt: waiters may time the new version
+        # from then, so the renewed deadline counts from there.
+        unknown_since: float | None = None
         while True:
             sent_at = anyio.current_time()
             if sent_at >= lease._valid_until:  # noqa: SLF001
                 lost = lease._mark_lost(  # noqa: SLF001
                     "expired", "its local deadline passed before a refresh succeeded"
                 )
-                raise lost from failure
-            wall = self._wall_clock()
-            outcome = None
-            with anyio.move_on_after(lease._valid_until - sent_at):  # noqa: SLF001
-                try:
-                    outcome = await self._store.refresh(
-                        lease.key,
-                        token=lease.token,
-                        version=version,
-                        expires_at_ms=math.ceil((wall + lease.ttl) * 1000),
-                        duration_ms=math.ceil(lease.ttl * 1000),
-                        ttl_epoch_s=math.ceil(wall + lease.ttl + self.ttl_buffer),
-                        data=data,
-                    )
-                except TableNotFoundError as error:
-                    if not retry_permanent:
-                        raise
-                    # The table, and the item with it, is gone: nothing left to refresh.
-                    lost = lease._mark_lost("deleted", f"its table is gone: {error}")  # noqa: SLF001
-                    raise lost from error
-                except LeaseStoreError as error:
-                    if not (error.transient or retry_permanent):
-                        raise
-                    failure = error
-                    logger.log(
-                        logging.INFO if error.transient else logging.ERROR,
-                        "refresh of %r failed, retrying until its deadline: %s",
-                        lease.key,
-                        error,
-                    )
+                raise lost from lease._last_failure  # noqa: SLF001
+            outcome = await self._refresh_once(lease, version, data, retry_permanent)
             if outcome is None:
+                unknown_since = sent_at if unknown_since is None else unknown_since
                 remaining = lease._valid_until - anyio.current_time()  # noqa: SLF001
                 await anyio.sleep(max(0.0, min(self._backoff_delay(failures), remaining)))
                 failures += 1
@@ -581,8 +600,43 @@ class LeaseManager:
                     "expired", "a refresh was answered only after its local deadline"
                 )
             assert outcome.record is not None  # noqa: S101
-            lease._renewed(outcome.record, sent_at=sent_at)  # noqa: SLF001
+            since = sent_at if unknown_since is None else unknown_since
+            lease._renewed(outcome.record, sent_at=since)  # noqa: SLF001
             return
+
+    async def _refresh_once(
+        self, lease: Lease, version: str, data: DataUpdate, retry_permanent: bool
+    ) -> Outcome | None:
+        """One refresh request bounded by the local deadline; None when it got no answer."""
+        wall = self._wall_clock()
+        with anyio.move_on_after(lease._valid_until - anyio.current_time()):  # noqa: SLF001
+            try:
+                return await self._store.refresh(
+                    lease.key,
+                    token=lease.token,
+                    version=version,
+                    expires_at_ms=math.ceil((wall + lease.ttl) * 1000),
+                    duration_ms=math.ceil(lease.ttl * 1000),
+                    ttl_epoch_s=math.ceil(wall + lease.ttl + self.ttl_buffer),
+                    data=data,
+                )
+            except TableNotFoundError as error:
+                if not retry_permanent:
+                    raise
+                # The table, and the item with it, is gone: nothing left to refresh.
+                lost = lease._mark_lost("deleted", f"its table is gone: {error}")  # noqa: SLF001
+                raise lost from error
+            except LeaseStoreError as error:
+                if not (error.transient or retry_permanent):
+                    raise
+                lease._last_failure = error  # noqa: SLF001
+                logger.log(
+                    logging.INFO if error.transient else logging.ERROR,
+                    "refresh of %r failed, retrying until its deadline: %s",
+                    lease.key,
+                    error,
+                )
+        return None
 
     # -- releasing ------------------------------------------------------------------------
 
@@ -598,48 +652,46 @@ class LeaseManager:
         )
         if lease._heartbeat_scope is not None:  # noqa: SLF001
             lease._heartbeat_scope.cancel()  # noqa: SLF001
-        released: bool | None = None
-        error: LeaseStoreError | None = None
-        with anyio.move_on_after(timeout, shield=True):
-            async with lease._write_lock:  # noqa: SLF001
-                try:
-                    released = await self._release_with_retries(lease, data)
-                except LeaseStoreError as failure:
-                    error = failure
-                finally:
-                    lease._mark_released()  # noqa: SLF001
-                    self._tracked.discard(lease)
-        if error is not None:
-            raise error
-        if released is None:
+
+        async def release() -> bool:
+            async with lease._write_lock:  # noqa: SLF001  (waits out an in-flight refresh)
+                released = await self._release_with_retries(lease.key, lease.token, data)
+            # Settled here, inside the shield, even if the caller is cancelled meanwhile.
+            lease._mark_released()  # noqa: SLF001
+            self._tracked.discard(lease)
+            if released and not isinstance(data, _Unset):
+                lease.data = decode_data(data)
+            return released
+
+        finished, released = await shielded(release, timeout=timeout)
+        if not finished or released is None:
             raise LeaseStoreError(
                 f"release of {lease.key!r} did not complete within {timeout} s; "
-                "the lease lapses at its expiry",
+                "the lease lapses at its expiry unless released again",
                 operation="UpdateItem",
                 transient=True,
                 maybe_applied=True,
             )
-        if released and not isinstance(data, _Unset):
-            lease.data = decode_data(data)
         return released
 
-    async def _release_with_retries(self, lease: Lease, data: DataUpdate) -> bool:
+    async def _release_with_retries(self, key: str, token: str, data: DataUpdate) -> bool:
+        """Clear `token`'s hold on `key`, retrying transient failures; True if it was ours."""
         failures = 0
         while True:
             try:
-                outcome = await self._store.release(lease.key, token=lease.token, data=data)
+                outcome = await self._store.release(key, token=token, data=data)
             except LeaseStoreError as error:
                 if not error.transient:
                     raise
-                logger.info("release of %r failed, retrying: %s", lease.key, error)
+                logger.info("release of %r failed, retrying: %s", key, error)
                 await anyio.sleep(self._backoff_delay(failures))
                 failures += 1
                 continue
             if outcome.applied:
                 return True
-            record = outcome.record or await self._read_quietly(lease.key)
+            record = outcome.record or await self._read_quietly(key)
             # Our marker on the item means an earlier attempt (ours or the SDK's retry) applied.
-            return isinstance(record, Record) and record.released == lease.token
+            return isinstance(record, Record) and record.released == token
 
     async def _release_quietly(self, lease: Lease) -> None:
         try:

@@ -14,15 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from botocore.exceptions import (
-    BotoCoreError,
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
     HTTPClientError,
-    NoCredentialsError,
-    NoRegionError,
     ParamValidationError,
-    PartialCredentialsError,
+    ResponseStreamingError,
 )
 
 from ._exceptions import LeaseConfigError, LeaseStoreError, TableNotFoundError
@@ -86,7 +83,7 @@ _SERVER_ERRORS: Final = frozenset(
     {"InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException"}
 )
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
-_UNSUPPORTED: Final = frozenset({"UnknownOperationException", "UnrecognizedClientException"})
+_UNSUPPORTED: Final = frozenset({"UnknownOperationException"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,27 +491,25 @@ def _translate(error: Exception, *, operation: str, table: str) -> LeaseStoreErr
     """Map a botocore/aiohttp failure to a `LeaseStoreError` (or `TableNotFoundError`)."""
     if isinstance(error, ClientError):
         return _translate_client_error(error, operation=operation, table=table)
-    if isinstance(error, NoCredentialsError | PartialCredentialsError | NoRegionError):
-        message = (
-            f"{operation} could not be signed: {error}; configure AWS credentials and a "
-            "region for the client you pass to LeaseManager"
-        )
-        transient = maybe_applied = False
-    elif isinstance(error, ParamValidationError):
+    if isinstance(error, ParamValidationError):
         message = f"{operation} parameters were rejected by botocore: {error}"
         transient = maybe_applied = False
     elif isinstance(error, EndpointConnectionError | ConnectTimeoutError):
         message = f"{operation} could not connect to DynamoDB: {error}"
         transient, maybe_applied = True, False
     elif isinstance(
-        error, HTTPClientError | BotoCoreError | OSError | asyncio.TimeoutError
+        error, HTTPClientError | ResponseStreamingError | OSError | asyncio.TimeoutError
     ) or type(error).__module__.startswith("aiohttp"):
         # The request may have reached DynamoDB and been applied before the failure.
         message = f"{operation} failed in transit ({type(error).__name__}: {error})"
         transient = maybe_applied = True
     else:
-        message = f"{operation} failed unexpectedly ({type(error).__name__}: {error})"
-        transient, maybe_applied = False, True
+        # Credentials, SSO tokens, region and other configuration: retrying cannot help.
+        message = (
+            f"{operation} could not be sent ({type(error).__name__}: {error}); check the "
+            "AWS credentials, region and configuration of the client given to LeaseManager"
+        )
+        transient, maybe_applied = False, False
     return LeaseStoreError(
         message, operation=operation, transient=transient, maybe_applied=maybe_applied
     )

@@ -7,12 +7,13 @@ drops the answer, so botocore's own retries resend it, as happens in production)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from conftest import Backend
 from faults import (
     Fault,
@@ -20,6 +21,7 @@ from faults import (
     FaultyClient,
     LossyProxy,
     Perform,
+    SkewedClock,
     drop_response,
     fail_before,
     hang,
@@ -27,7 +29,7 @@ from faults import (
 )
 from support import TTL, new_manager
 
-from aiolease import LeaseConfigError, LeaseHeldError, LeaseStoreError
+from aiolease import LeaseConfigError, LeaseHeldError, LeaseLostError, LeaseStoreError
 
 
 def sdk_retries() -> dict[str, object]:
@@ -234,3 +236,105 @@ async def test_a_table_with_the_wrong_key_schema_is_refused(backend: Backend) ->
     manager = new_manager(backend.client, backend.table, attribute_names={"key": "id"})
     with pytest.raises(LeaseConfigError, match="key schema"):
         await manager.get("k")
+
+
+def applied_then_lost(delay: float, error: Exception | None = None) -> Fault:
+    """Apply the write, keep the caller waiting `delay`, then lose the answer."""
+
+    async def fault(perform: Perform, ctx: FaultContext) -> Any:  # noqa: ARG001
+        await perform()
+        await anyio.sleep(delay)
+        raise error or ReadTimeoutError(endpoint_url="http://127.0.0.1")
+
+    return _Custom(fault)
+
+
+async def test_after_a_lost_acquire_answer_the_deadline_counts_from_the_first_attempt(
+    backend: Backend, key: str
+) -> None:
+    client = FaultyClient(backend.client)
+    ttl, margin, lag = 2.0, 0.2, 0.5
+    manager = new_manager(client, backend.table, safety_margin=margin)
+    await manager.get(key)
+    client.plan("update_item", applied_then_lost(lag), times=1)
+    first_sent = anyio.current_time()
+    lease = await manager.acquire(key, ttl=ttl, timeout=5)
+    # A waiter may have seen the version written by the first attempt at once.
+    assert anyio.current_time() + lease.remaining <= first_sent + ttl - margin + 0.01
+    await manager.release(lease)
+
+
+async def test_after_a_lost_refresh_answer_the_deadline_counts_from_the_first_attempt(
+    backend: Backend, key: str
+) -> None:
+    client = FaultyClient(backend.client)
+    ttl, margin, lag = 2.0, 0.2, 0.5
+    manager = new_manager(client, backend.table, safety_margin=margin)
+    lease = await manager.acquire(key, ttl=ttl, timeout=0)
+    client.plan("update_item", applied_then_lost(lag), times=1)
+    first_sent = anyio.current_time()
+    await manager.refresh(lease)
+    assert anyio.current_time() + lease.remaining <= first_sent + ttl - margin + 0.01
+    await manager.release(lease)
+
+
+@pytest.mark.backends("ddblocal")
+async def test_a_version_rule_takeover_never_overlaps_a_holder_after_lost_answers(
+    backend: Backend, key: str
+) -> None:
+    ttl, margin = 1.5, 0.2
+    client = FaultyClient(backend.client)
+    holder = new_manager(client, backend.table, safety_margin=margin, heartbeat_interval=0.3)
+    # Its clock is an hour behind: only the version rule can let it take over.
+    waiter = new_manager(backend.client, backend.table, wall_clock=SkewedClock(-3600))
+    taken_at: list[float] = []
+    holder_end: list[float] = []
+
+    async def wait_for_it() -> None:
+        lease = await waiter.acquire(key, ttl=ttl, timeout=10 * ttl)
+        taken_at.append(anyio.current_time())
+        await waiter.release(lease)
+
+    async with anyio.create_task_group() as tg:
+        with pytest.raises(LeaseLostError):
+            async with holder.lease(key, ttl=ttl) as lease:
+                tg.start_soon(wait_for_it)
+                # The next refresh applies but its answer is lost; the retry succeeds; then
+                # DynamoDB stops answering the holder altogether.
+                client.plan("update_item", applied_then_lost(0.5), times=1)
+                await anyio.sleep(0.3 + 0.5 + 0.3)
+                client.plan("update_item", hang(), probability=1.0)
+                try:
+                    await anyio.sleep(10 * ttl)
+                finally:
+                    holder_end.append(anyio.current_time())
+                    assert lease.remaining == 0
+    client.clear()
+    assert taken_at
+    assert holder_end[0] <= taken_at[0]
+
+
+async def test_a_transient_error_after_an_applied_write_is_undone(
+    backend: Backend, key: str
+) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table)
+    await manager.get(key)
+    # botocore retried an applied write, and its final error says "could not connect".
+    lost = EndpointConnectionError(endpoint_url="http://127.0.0.1")
+    client.plan("update_item", applied_then_lost(0.0, lost), times=1)
+    with pytest.raises(LeaseStoreError):
+        await manager.acquire(key, ttl=30, timeout=0)
+    assert await manager.get(key) is None  # undone, not left to lapse in 30 s
+
+
+async def test_release_survives_a_plain_asyncio_cancellation(backend: Backend, key: str) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table)
+    lease = await manager.acquire(key, ttl=30, timeout=0)
+    client.plan("update_item", latency(0.3), times=1)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await manager.release(lease)
+    assert await manager.get(key) is None
+    assert not lease.held

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from types import ModuleType
 from typing import Any
 
 import pytest
+from botocore.exceptions import (
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ReadTimeoutError,
+    TokenRetrievalError,
+    UnauthorizedSSOTokenError,
+)
 from support import FakeClient, new_manager
 
 import aiolease
@@ -22,10 +33,15 @@ from aiolease import (
     LeaseTimeoutError,
     TableNotFoundError,
 )
+from aiolease._store import _translate
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    public = {name for name in dir(aiolease) if not name.startswith("_")}
+    public = {
+        name
+        for name, value in vars(aiolease).items()
+        if not name.startswith("_") and not isinstance(value, ModuleType)  # e.g. aiolease.testing
+    }
     assert set(aiolease.__all__) == public
     assert set(aiolease.__all__) == {
         "Lease",
@@ -85,6 +101,8 @@ def test_lost_error_carries_key_fence_and_reason() -> None:
         ({"attribute_names": {"nope": "x"}}, "unknown role 'nope'"),
         ({"attribute_names": {"owner": "token"}}, "must be distinct"),
         ({"wall_clock": 3}, "wall_clock must be callable"),
+        ({"ttl_buffer": 0}, "ttl_buffer must be > 0"),
+        ({"ttl_buffer": 30}, "ttl_buffer must be at least 60 s"),
     ],
 )
 def test_bad_options_are_refused_on_construction(options: dict[str, Any], fragment: str) -> None:
@@ -160,3 +178,37 @@ async def test_refresh_and_release_need_a_lease() -> None:
 def test_public_types_are_exported() -> None:
     assert Lease.__module__.startswith("aiolease")
     assert LeaseInfo.__dataclass_fields__.keys() == {"key", "owner", "fence", "expires_at", "data"}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        NoCredentialsError(),
+        UnauthorizedSSOTokenError(),
+        TokenRetrievalError(provider="sso", error_msg="expired"),
+        NoRegionError(),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_credential_and_configuration_errors_cannot_heal(error: Exception) -> None:
+    translated = _translate(error, operation="UpdateItem", table="leases")
+    assert not translated.transient
+    assert "credentials" in str(translated)
+
+
+@pytest.mark.parametrize(
+    ("error", "maybe_applied"),
+    [
+        (ReadTimeoutError(endpoint_url="http://127.0.0.1"), True),
+        (ConnectionClosedError(endpoint_url="http://127.0.0.1"), True),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1"), False),
+        (ConnectTimeoutError(endpoint_url="http://127.0.0.1"), False),
+        (TimeoutError(), True),
+        (ConnectionResetError(), True),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_transport_errors_are_transient(error: Exception, maybe_applied: bool) -> None:
+    translated = _translate(error, operation="UpdateItem", table="leases")
+    assert translated.transient
+    assert translated.maybe_applied is maybe_applied
