@@ -45,6 +45,7 @@ _TABLE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _FIRST_BACKOFF: Final = 0.05
 _EXPIRED_RELEASE_TIMEOUT: Final = 1.0
 _MIN_TTL_BUFFER: Final = 60.0
+_MIN_ALLOWANCE: Final = 1.0  # the least time a final acquire attempt gets to be answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,12 +488,12 @@ class LeaseManager:
     def _request_allowance(self, limit: float | None, remaining: float) -> float:
         """How long one acquire request may take: the time left, but never too little.
 
-        A final attempt made at the timeout still gets `poll_interval` to complete; a
+        A final attempt made at the timeout still gets `_MIN_ALLOWANCE` to complete; a
         single try (timeout 0) or an unbounded wait leaves the client's own timeouts in charge.
         """
         if limit is None or limit == 0:
             return math.inf
-        return max(remaining, self.poll_interval)
+        return max(remaining, _MIN_ALLOWANCE)
 
     def _retry_after(self, holder: Record, observed: _Observation | None, now: float) -> float:
         """Seconds until a contender may take `holder`'s lease over by either rule."""
