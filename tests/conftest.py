@@ -1,10 +1,11 @@
 """Shared fixtures: every test that takes ``backend`` runs once per DynamoDB implementation.
 
 Backends
-    ``moto`` (moto's server, in-process), ``dynalite`` (Node.js) and ``ddblocal``
-    (Amazon's DynamoDB Local, Java). Each server starts once per test session, with one
-    shared client (no SDK retries) and a lease table ``leases`` keyed by ``pk``. Tests
-    are grouped by backend, so one server runs at a time.
+    ``moto`` (moto's server, in-process, serialised as in :mod:`aiolease.testing`),
+    ``dynalite`` (Node.js) and ``ddblocal`` (Amazon's DynamoDB Local, Java). Each server
+    starts once per test session, with one shared client (no SDK retries) and a lease
+    table ``leases`` keyed by ``pk``. Tests are grouped by backend, so one server runs at
+    a time.
 
 Choosing backends
     ``AIOLEASE_TEST_BACKENDS=moto,dynalite`` (comma-separated) restricts the run; the
@@ -52,6 +53,10 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from types_aiobotocore_dynamodb import DynamoDBClient
+
+# pytester runs the aiolease.testing plugin the way users enable it; the plugin's own
+# fixtures are also available to the suite (tests/test_testing_module.py uses them).
+pytest_plugins = ["pytester", "aiolease.testing.pytest_plugin"]
 
 EMULATOR_BACKENDS: tuple[str, ...] = ("moto", "dynalite", "ddblocal")
 REAL_BACKEND = "real"

