@@ -691,8 +691,9 @@ class LeaseManager:
             if outcome.applied:
                 return True
             record = outcome.record or await self._read_quietly(key)
-            # Our marker on the item means an earlier attempt (ours or the SDK's retry) applied.
-            return isinstance(record, Record) and record.released == token
+            # Our marker on the item means an earlier attempt (ours or the SDK's retry) applied;
+            # the next grant keeps it one step back, in case that holder released too.
+            return isinstance(record, Record) and token in {record.released, record.released_before}
 
     async def _release_quietly(self, lease: Lease) -> None:
         try:

@@ -65,6 +65,7 @@ ATTRIBUTE_ROLES: Final = (
     "duration",  # the lease's ttl in milliseconds, for the version rule (N)
     "data",  # user data as a JSON string (S)
     "released",  # token of the last release: tells a retried release it already applied (S)
+    "released_before",  # the release marker as the last grant found it: one more step back (S)
     "ttl",  # DynamoDB TTL attribute, epoch seconds: cleanup only, never read (N)
 )
 
@@ -99,6 +100,7 @@ class Record:
     duration_ms: int | None
     data: str | None
     released: str | None
+    released_before: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +163,8 @@ class Store:
         n = self.names
 
         def text(role: str) -> str | None:
-            value = item.get(n[role])
-            return None if value is None else str(value.get("S"))
+            value = item.get(n[role]) or {}
+            return str(value["S"]) if "S" in value else None
 
         def number(role: str) -> int | None:
             value = item.get(n[role])
@@ -178,6 +180,7 @@ class Store:
             duration_ms=number("duration"),
             data=text("data"),
             released=text("released"),
+            released_before=text("released_before"),
         )
 
     # -- the lease operations (one request each) --------------------------------------
@@ -215,8 +218,9 @@ class Store:
             ":stale": {"N": str(stale_before_ms)},
             ":seed": {"N": str(fence_seed)},
             ":one": {"N": "1"},
+            ":none": {"NULL": True},
         }
-        names = self._names("tok", "own", "ver", "exp", "dur", "ttl", "fen", "rel")
+        names = self._names("tok", "own", "ver", "exp", "dur", "ttl", "fen", "rel", "rlb")
         if seen_version is not None:
             free.append("#ver = :seen")
             values[":seen"] = {"S": seen_version}
@@ -228,6 +232,9 @@ class Store:
             "#dur = :dur",
             "#ttl = :ttl",
             "#fen = if_not_exists(#fen, :seed) + :one",
+            # Keep the marker of the release before this grant: a retried release of the
+            # previous holder still recognises its own after this holder releases too.
+            "#rlb = if_not_exists(#rel, :none)",
         ]
         update = self._with_data(sets, [], data, names, values)
         condition = f"({' OR '.join(free)}) AND (attribute_not_exists(#rel) OR #rel <> :tok)"
@@ -392,6 +399,7 @@ class Store:
             "ttl": "ttl",
             "fen": "fence",
             "rel": "released",
+            "rlb": "released_before",
             "dat": "data",
         }
         return {f"#{alias}": self.names[roles[alias]] for alias in aliases}
