@@ -95,6 +95,24 @@ def tests_aioboto3(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def safety(session: nox.Session) -> None:
+    """The long safety workload on DynamoDB Local; prints the figures of docs/reliability.md.
+
+    Not run by default (about six minutes). Extra arguments go to tests/safety/run.py,
+    e.g. ``nox -s safety -- --json safety.json --dir safety-logs``.
+    """
+    install(session, ".", "aiobotocore>=3,<4", *dependency_group("tests"))
+    install_emulators(session)
+    session.run(
+        "python",
+        "tests/safety/run.py",
+        "--long",
+        *session.posargs,
+        env={"AIOLEASE_TEST_CLIENT": "aiobotocore"},
+    )
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """Check style and formatting with ruff."""
     install(session, *dependency_group("lint"))
