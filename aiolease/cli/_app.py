@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +16,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from aiolease._exceptions import (
     LeaseConfigError,
@@ -284,5 +284,7 @@ def _show(infos: list[LeaseInfo], *, as_json: bool) -> None:
     table = Table("key", "owner", "fence", "time left")
     for info in infos:
         left = (info.expires_at - now).total_seconds()
-        table.add_row(info.key, info.owner, str(info.fence), f"{left:.1f} s")
-    Console(width=None if os.isatty(1) else 200).print(table)
+        # Text cells: keys and owners are data, never console markup ("[x]" stays as is).
+        table.add_row(Text(info.key), Text(info.owner), str(info.fence), f"{left:.1f} s")
+    # On a terminal, fit its width; in a pipe, never wrap a key across lines.
+    Console(width=None if sys.stdout.isatty() else 10_000).print(table)
