@@ -815,7 +815,11 @@ class _LeaseContext:
         lease = await manager._acquire(self._key, self._timing, self._limit, self._data)  # noqa: SLF001
         self._lease = lease
         task_group = anyio.create_task_group()
-        await task_group.__aenter__()
+        try:
+            await task_group.__aenter__()
+        except BaseException:
+            await manager._release_quietly(lease)  # noqa: SLF001
+            raise
         task_group.start_soon(manager._heartbeat, lease)  # noqa: SLF001
         self._task_group = task_group
         # The body runs in this scope; its deadline follows the lease's local deadline.
