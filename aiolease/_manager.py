@@ -656,7 +656,12 @@ class LeaseManager:
 
         async def release() -> bool:
             async with lease._write_lock:  # noqa: SLF001  (waits out an in-flight refresh)
-                released = await self._release_with_retries(lease.key, lease.token, data)
+                released = await self._release_with_retries(
+                    lease.key,
+                    lease.token,
+                    data,
+                    valid_until=lease._valid_until,  # noqa: SLF001
+                )
             # Settled here, inside the shield, even if the caller is cancelled meanwhile.
             lease._mark_released()  # noqa: SLF001
             self._tracked.discard(lease)
@@ -675,20 +680,32 @@ class LeaseManager:
             )
         return released
 
-    async def _release_with_retries(self, key: str, token: str, data: DataUpdate) -> bool:
-        """Clear `token`'s hold on `key`, retrying transient failures; True if it was ours."""
+    async def _release_with_retries(
+        self, key: str, token: str, data: DataUpdate, *, valid_until: float | None = None
+    ) -> bool:
+        """Clear `token`'s hold on `key`, retrying transient failures; True if it was ours.
+
+        `valid_until` is the lease's local deadline, if known: before it nobody else may
+        take the lease over, so a retry refused before then means an earlier attempt of
+        ours applied (the markers below say so too, while they last).
+        """
         failures = 0
+        maybe_applied = False
         while True:
+            sent_at = anyio.current_time()
             try:
                 outcome = await self._store.release(key, token=token, data=data)
             except LeaseStoreError as error:
                 if not error.transient:
                     raise
+                maybe_applied = True  # botocore may have retried an applied write
                 logger.info("release of %r failed, retrying: %s", key, error)
                 await anyio.sleep(self._backoff_delay(failures))
                 failures += 1
                 continue
             if outcome.applied:
+                return True
+            if maybe_applied and valid_until is not None and sent_at < valid_until:
                 return True
             record = outcome.record or await self._read_quietly(key)
             # Our marker on the item means an earlier attempt (ours or the SDK's retry) applied;

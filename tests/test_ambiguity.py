@@ -340,21 +340,23 @@ async def test_release_survives_a_plain_asyncio_cancellation(backend: Backend, k
     assert not lease.held
 
 
-async def test_a_retried_release_is_recognised_after_the_next_holder_released_too(
-    backend: Backend, key: str
+@pytest.mark.parametrize("cycles", [1, 3])
+async def test_a_retried_release_is_recognised_after_other_holders_came_and_went(
+    backend: Backend, key: str, cycles: int
 ) -> None:
     client = FaultyClient(backend.client)
     manager = new_manager(client, backend.table)
     other = new_manager(backend.client, backend.table, owner="other")
     lease = await manager.acquire(key, timeout=0)
 
-    async def apply_let_another_cycle_then_lose(perform: Perform, ctx: FaultContext) -> Any:  # noqa: ARG001
+    async def apply_let_others_cycle_then_lose(perform: Perform, ctx: FaultContext) -> Any:  # noqa: ARG001
         await perform()  # our release applies...
-        theirs = await other.acquire(key, timeout=0)  # ...another holder comes and goes...
-        await other.release(theirs)
+        for _ in range(cycles):  # ...other holders come and go...
+            theirs = await other.acquire(key, timeout=0)
+            await other.release(theirs, data={"n": 1})
         raise ReadTimeoutError(endpoint_url="http://127.0.0.1")  # ...and our answer is lost
 
-    client.plan("update_item", _Custom(apply_let_another_cycle_then_lose), times=1)
+    client.plan("update_item", _Custom(apply_let_others_cycle_then_lose), times=1)
     assert await manager.release(lease, data={"n": 1}) is True
     again = await other.acquire(key, timeout=0)
     assert again.data == {"n": 1}
