@@ -15,7 +15,10 @@ import anyio
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from conftest import Backend
-from faults import (
+from support import TTL, new_manager
+
+from aiolease import LeaseConfigError, LeaseHeldError, LeaseLostError, LeaseStoreError
+from aiolease.testing import (
     Fault,
     FaultContext,
     FaultyClient,
@@ -27,9 +30,6 @@ from faults import (
     hang,
     latency,
 )
-from support import TTL, new_manager
-
-from aiolease import LeaseConfigError, LeaseHeldError, LeaseLostError, LeaseStoreError
 
 
 def sdk_retries() -> dict[str, object]:

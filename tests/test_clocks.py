@@ -5,10 +5,10 @@ from __future__ import annotations
 import anyio
 import pytest
 from conftest import Backend
-from faults import SkewedClock
 from support import new_manager
 
 from aiolease import LeaseHeldError, LeaseLostError
+from aiolease.testing import SkewedClock
 
 
 async def test_the_wall_clock_rule_frees_a_lease_skew_bound_after_expiry(

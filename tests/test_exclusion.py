@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import anyio
 import pytest
 from conftest import Backend
-from faults import FaultyClient, drop_response, throttle
 from support import new_manager
 
 from aiolease import LeaseLostError, LeaseManager, LeaseStoreError
+from aiolease.testing import FaultyClient, drop_response, throttle
 
 pytestmark = pytest.mark.backends("ddblocal")
 

@@ -15,7 +15,8 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
-from faults import (
+
+from aiolease.testing import (
     FaultyClient,
     LossyProxy,
     SkewedClock,

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 from conftest import Backend
-from faults import Fault, FaultyClient, hang, server_error, throttle
 from support import SKEW, new_manager
 
 from aiolease import LeaseLostError, LeaseManager
+from aiolease.testing import Fault, FaultyClient, hang, server_error, throttle
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import pytest
 from conftest import Backend
-from faults import FaultyClient
 from support import POLL, SKEW, TTL, new_manager
 
 from aiolease import (
@@ -17,6 +16,7 @@ from aiolease import (
     LeaseTimeoutError,
     TableNotFoundError,
 )
+from aiolease.testing import FaultyClient
 
 
 async def test_acquiring_a_free_key_is_one_conditional_update(backend: Backend, key: str) -> None:

@@ -7,10 +7,10 @@ import math
 import anyio
 import pytest
 from conftest import Backend
-from faults import FaultyClient, latency, throttle
 from support import new_manager
 
 from aiolease import LeaseHeldError, LeaseLostError, LeaseManager
+from aiolease.testing import FaultyClient, latency, throttle
 
 
 async def test_release_racing_an_in_flight_heartbeat(backend: Backend, key: str) -> None:

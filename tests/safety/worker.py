@@ -20,7 +20,6 @@ from typing import Any
 
 import anyio
 from emulators import make_client
-from faults import FaultyClient, drop_response, latency, server_error, throttle
 
 from aiolease import (
     Lease,
@@ -30,7 +29,15 @@ from aiolease import (
     LeaseStoreError,
     LeaseTimeoutError,
 )
-from aiolease.testing import Fault, SkewedClock
+from aiolease.testing import (
+    Fault,
+    FaultyClient,
+    SkewedClock,
+    drop_response,
+    latency,
+    server_error,
+    throttle,
+)
 
 from .logs import EventLog, grant_id
 from .resource import FencedResource
