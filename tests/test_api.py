@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from types import ModuleType
 from typing import Any
@@ -18,6 +19,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
     UnauthorizedSSOTokenError,
 )
+from conftest import Backend
 from support import FakeClient, new_manager
 
 import aiolease
@@ -212,3 +214,35 @@ def test_transport_errors_are_transient(error: Exception, maybe_applied: bool) -
     translated = _translate(error, operation="UpdateItem", table="leases")
     assert translated.transient
     assert translated.maybe_applied is maybe_applied
+
+
+async def test_every_entry_point_refuses_bad_input_and_changes_nothing(
+    backend: Backend, key: str
+) -> None:
+    manager = new_manager(backend.client, backend.table)
+    lease = await manager.acquire(key, data={"keep": True})
+    item_before = await backend.client.get_item(TableName=backend.table, Key={"pk": {"S": key}})
+    calls: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("acquire empty key", lambda: manager.acquire("")),
+        ("acquire ttl 0", lambda: manager.acquire(key, ttl=0)),
+        ("acquire bad data", lambda: manager.acquire(key, data={1j})),
+        ("refresh NaN data", lambda: manager.refresh(lease, data=math.nan)),
+        ("refresh oversized data", lambda: manager.refresh(lease, data="x" * 400_000)),
+        ("release bad data", lambda: manager.release(lease, data=object())),
+        ("release not a lease", lambda: manager.release(key)),  # type: ignore[arg-type]
+        ("break_lease non-string", lambda: manager.break_lease(5)),  # type: ignore[arg-type]
+        ("get too long", lambda: manager.get("k" * 3000)),
+        ("list non-string prefix", lambda: _drain(manager.list(7))),  # type: ignore[arg-type]
+    ]
+    for name, call in calls:
+        with pytest.raises(LeaseConfigError):
+            await call()
+        assert lease.held, name
+    item_after = await backend.client.get_item(TableName=backend.table, Key={"pk": {"S": key}})
+    assert item_after["Item"] == item_before["Item"]
+    assert await manager.release(lease)
+
+
+async def _drain(iterator: AsyncIterator[object]) -> None:
+    async for _ in iterator:
+        pass
