@@ -1,5 +1,6 @@
 """Asyncio-native distributed leases (locks) on Amazon DynamoDB, with fencing tokens."""
 
+from ._events import LeaseEvent
 from ._exceptions import (
     LeaseConfigError,
     LeaseError,
@@ -16,6 +17,7 @@ __all__ = [
     "Lease",
     "LeaseConfigError",
     "LeaseError",
+    "LeaseEvent",
     "LeaseHeldError",
     "LeaseInfo",
     "LeaseLostError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -59,11 +60,13 @@ class Lease:
     """
 
     __slots__ = (
+        "_granted_at",
         "_heartbeat_interval",
         "_heartbeat_scope",
         "_last_failure",
         "_last_sent",
         "_lost",
+        "_on_lost",
         "_safety_margin",
         "_scopes",
         "_settled",
@@ -110,6 +113,9 @@ class Lease:
         self._write_lock = anyio.Lock()
         self._heartbeat_scope: anyio.CancelScope | None = None
         self._scopes: list[anyio.CancelScope] = []
+        self._granted_at = anyio.current_time()
+        # Told once when the lease is lost (the manager's event hooks).
+        self._on_lost: Callable[[Lease, LeaseLostError], None] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -193,6 +199,8 @@ class Lease:
             )
             self._state = _State.LOST
             self._settle(cancel_body=True)
+            if self._on_lost is not None:
+                self._on_lost(self, self._lost)
         return self._lost or LeaseLostError(
             f"lease {self.key!r} (fence {self.fence}) is no longer held",
             key=self.key,

@@ -11,7 +11,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -21,6 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._durations import Duration, optional_seconds, seconds
+from ._events import LeaseEvent
 from ._exceptions import (
     LeaseConfigError,
     LeaseError,
@@ -79,6 +80,7 @@ class _Acquisition:
     # Send time of the earliest attempt with this version whose outcome is unknown: a
     # waiter may have started timing the version from then, so our deadline must too.
     unknown_since: float | None = None
+    contended: int = 0  # attempts that found another holder
 
     def unknown(self, sent_at: float) -> None:
         """Note an attempt that may have been applied although we got no answer."""
@@ -117,6 +119,8 @@ class LeaseManager:
       this fixed value.
     - `ttl_buffer`: how long after expiry DynamoDB TTL may delete an item (one day).
     - `wall_clock`: epoch seconds (``time.time``), and `token_factory`: new unique tokens.
+    - `hooks`: callables given a `LeaseEvent` for every acquire, contention, wait, refresh,
+      failed refresh, loss and release (for metrics and tracing; exceptions are logged).
 
     Use `async with manager:` to have leases from `acquire()` heartbeated until released;
     leases from `lease()` are always heartbeated.
@@ -140,6 +144,7 @@ class LeaseManager:
         ttl_buffer: Duration = timedelta(days=1),
         wall_clock: Callable[[], float] = time.time,
         token_factory: Callable[[], str] | None = None,
+        hooks: Iterable[Callable[[LeaseEvent], object]] = (),
     ) -> None:
         _check_client(client)
         if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
@@ -182,6 +187,9 @@ class LeaseManager:
             )
         self._wall_clock = wall_clock
         self._token_factory = token_factory or _new_token
+        self._hooks = tuple(hooks)
+        if not all(callable(hook) for hook in self._hooks):
+            raise LeaseConfigError(f"hooks must be callables taking a LeaseEvent, got {hooks!r}")
         self._store = Store(client, table, attribute_names=attribute_names, sort_key=sort_key)
         self._timing(None)  # the defaults must fit together
         self._checked = False
@@ -350,22 +358,51 @@ class LeaseManager:
     ) -> Lease:
         await self._ensure_checked()
         state = _Acquisition(token=self._new_token(), version=self._new_token())
-        give_up_at = math.inf if limit is None else anyio.current_time() + limit
+        started = anyio.current_time()
+        give_up_at = math.inf if limit is None else started + limit
         try:
             while True:
                 result = await self._attempt(
                     key, state, timing=timing, data=data, limit=limit, give_up_at=give_up_at
                 )
                 if isinstance(result, Lease):
+                    if self._hooks:
+                        result._on_lost = self._lost  # noqa: SLF001
+                        self._acquired(result, state, started)
                     return result
                 now = anyio.current_time()
                 if now >= give_up_at:
                     raise self._give_up(key, limit, state)  # noqa: TRY301 (undo below applies)
                 await anyio.sleep(min(result, give_up_at - now))
-        except BaseException:
+        except BaseException as error:
             if state.maybe_ours or state.in_flight:
                 await self._undo(key, state.token)
+            if self._hooks and state.contended:
+                reason = "timeout" if isinstance(error, LeaseHeldError) else "failed"
+                waited = anyio.current_time() - started
+                self._emit(LeaseEvent("waited", key, self.owner, duration=waited, reason=reason))
             raise
+
+    def _acquired(self, lease: Lease, state: _Acquisition, started: float) -> None:
+        duration = anyio.current_time() - started
+        if state.contended:
+            self._emit(
+                LeaseEvent("waited", lease.key, self.owner, duration=duration, reason="acquired")
+            )
+        self._emit(
+            LeaseEvent("acquired", lease.key, self.owner, fence=lease.fence, duration=duration)
+        )
+
+    def _lost(self, lease: Lease, lost: LeaseLostError) -> None:
+        self._emit(LeaseEvent("lost", lease.key, self.owner, fence=lease.fence, reason=lost.reason))
+
+    def _emit(self, event: LeaseEvent) -> None:
+        """Hand `event` to every hook; a failing hook is logged, never raised."""
+        for hook in self._hooks:
+            try:
+                hook(event)
+            except Exception:
+                logger.exception("lease event hook %r failed on %s", hook, event.kind)
 
     async def _attempt(
         self,
@@ -433,8 +470,21 @@ class LeaseManager:
             return 0.0  # freed in between: try again at once
         now = anyio.current_time()
         state.observe(read, now)
+        state.contended += 1
+        retry_after = self._retry_after(read, state.observed, now)
+        if self._hooks:
+            self._emit(
+                LeaseEvent(
+                    "contended",
+                    key,
+                    self.owner,
+                    fence=read.fence,
+                    holder=read.owner,
+                    retry_after=retry_after,
+                )
+            )
         poll = self.poll_interval * random.uniform(0.8, 1.0)  # noqa: S311
-        return max(0.001, min(self._retry_after(read, state.observed, now), poll))
+        return max(0.001, min(retry_after, poll))
 
     async def _acquire_once(
         self, key: str, state: _Acquisition, timing: _Timing, data: DataUpdate, allowance: float
@@ -575,6 +625,7 @@ class LeaseManager:
         """One logical refresh, retried until the local deadline; the caller holds the lock."""
         version = self._new_token()
         failures = 0
+        started = anyio.current_time()
         # Send time of the earliest unanswered attempt: waiters may time the new version
         # from then, so the renewed deadline counts from there.
         unknown_since: float | None = None
@@ -603,6 +654,13 @@ class LeaseManager:
             assert outcome.record is not None  # noqa: S101
             since = sent_at if unknown_since is None else unknown_since
             lease._renewed(outcome.record, sent_at=since)  # noqa: SLF001
+            if self._hooks:
+                duration = anyio.current_time() - started
+                self._emit(
+                    LeaseEvent(
+                        "refreshed", lease.key, self.owner, fence=lease.fence, duration=duration
+                    )
+                )
             return
 
     async def _refresh_once(
@@ -631,6 +689,12 @@ class LeaseManager:
                 if not (error.transient or retry_permanent):
                     raise
                 lease._last_failure = error  # noqa: SLF001
+                if self._hooks:
+                    self._emit(
+                        LeaseEvent(
+                            "refresh_failed", lease.key, self.owner, fence=lease.fence, error=error
+                        )
+                    )
                 logger.log(
                     logging.INFO if error.transient else logging.ERROR,
                     "refresh of %r failed, retrying until its deadline: %s",
@@ -665,6 +729,17 @@ class LeaseManager:
             # Settled here, inside the shield, even if the caller is cancelled meanwhile.
             lease._mark_released()  # noqa: SLF001
             self._tracked.discard(lease)
+            if self._hooks:
+                self._emit(
+                    LeaseEvent(
+                        "released",
+                        lease.key,
+                        self.owner,
+                        fence=lease.fence,
+                        duration=anyio.current_time() - lease._granted_at,  # noqa: SLF001
+                        released=released,
+                    )
+                )
             if released and not isinstance(data, _Unset):
                 lease.data = decode_data(data)
             return released

@@ -49,6 +49,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "Lease",
         "LeaseConfigError",
         "LeaseError",
+        "LeaseEvent",
         "LeaseHeldError",
         "LeaseInfo",
         "LeaseLostError",
