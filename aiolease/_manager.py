@@ -467,7 +467,7 @@ class LeaseManager:
             return self.poll_interval
         state.holder = read
         if read is None or read.token is None:
-            return 0.0  # freed in between: try again at once
+            return self._next_backoff(state)  # freed in between: try again soon
         now = anyio.current_time()
         state.observe(read, now)
         state.contended += 1
