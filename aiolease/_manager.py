@@ -200,6 +200,11 @@ class LeaseManager:
     def __repr__(self) -> str:
         return f"<LeaseManager table={self.table!r} owner={self.owner!r}>"
 
+    @property
+    def running(self) -> bool:
+        """True inside ``async with manager:``, where `acquire()` leases are heartbeated."""
+        return self._task_group is not None
+
     # -- running: heartbeats for acquire() leases ---------------------------------------
 
     async def __aenter__(self) -> Self:
