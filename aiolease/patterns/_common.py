@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Final, TypeVar
 
 import anyio
 
 from aiolease import LeaseConfigError, LeaseManager
+from aiolease._durations import Duration, optional_seconds, seconds
 
 __all__ = [
     "Duration",
@@ -25,33 +24,7 @@ __all__ = [
 
 logger: Final = logging.getLogger("aiolease.patterns")
 
-Duration = float | int | timedelta
-
 T = TypeVar("T")
-
-
-def seconds(value: object, *, name: str, allow_zero: bool = False) -> float:
-    """`value` as float seconds, or `LeaseConfigError` naming the argument `name`."""
-    if isinstance(value, timedelta):
-        result = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        result = float(value)
-    else:
-        raise LeaseConfigError(
-            f"{name} must be a number of seconds or a datetime.timedelta, "
-            f"got {type(value).__name__} {value!r}"
-        )
-    if not math.isfinite(result):
-        raise LeaseConfigError(f"{name} must be finite, got {value!r}")
-    if result < 0 or (result == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise LeaseConfigError(f"{name} must be {bound} seconds, got {value!r}")
-    return result
-
-
-def optional_seconds(value: object, *, name: str, allow_zero: bool = False) -> float | None:
-    """Like `seconds`, but None passes through."""
-    return None if value is None else seconds(value, name=name, allow_zero=allow_zero)
 
 
 def check_manager(manager: object) -> LeaseManager:
