@@ -113,6 +113,18 @@ def safety(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The benchmarks of docs/performance.md on DynamoDB Local; prints one table of ratios.
+
+    Not run by default (several minutes). Extra arguments go to benchmarks/run.py,
+    e.g. ``nox -s bench -- --quick`` or ``nox -s bench -- --only overhead --json out.json``.
+    """
+    install(session, ".", "aiobotocore>=3,<4", *dependency_group("bench"))
+    install_emulators(session)
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """Check style and formatting with ruff."""
     install(session, *dependency_group("lint"))
