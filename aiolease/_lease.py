@@ -109,8 +109,9 @@ class Lease:
         self._state = _State.HELD
         self._lost: LeaseLostError | None = None
         self._last_failure: LeaseError | None = None  # the latest failed refresh, for context
-        self._settled = anyio.Event()
-        self._write_lock = anyio.Lock()
+        # Made on first use: most leases never need them, and thousands may be held.
+        self._settled: anyio.Event | None = None
+        self._write_lock: anyio.Lock | None = None
         self._heartbeat_scope: anyio.CancelScope | None = None
         self._scopes: list[anyio.CancelScope] = []
         self._granted_at = anyio.current_time()
@@ -160,6 +161,8 @@ class Lease:
         Returns at the latest at the local deadline, whether or not a heartbeat runs.
         """
         while self._active():
+            if self._settled is None:
+                self._settled = anyio.Event()
             with anyio.move_on_after(max(0.0, self._valid_until - anyio.current_time())):
                 await self._settled.wait()
             if self._active() and anyio.current_time() >= self._valid_until:
@@ -178,6 +181,12 @@ class Lease:
     def _active(self) -> bool:
         """Neither released nor lost (the local deadline is not considered)."""
         return self._state is _State.HELD
+
+    def _writes(self) -> anyio.Lock:
+        """The lock that keeps this lease's refreshes and its release one at a time."""
+        if self._write_lock is None:
+            self._write_lock = anyio.Lock(fast_acquire=True)
+        return self._write_lock
 
     def _renewed(self, record: Record, *, sent_at: float) -> None:
         self._version = record.version
@@ -214,7 +223,8 @@ class Lease:
             self._settle(cancel_body=False)
 
     def _settle(self, *, cancel_body: bool) -> None:
-        self._settled.set()
+        if self._settled is not None:
+            self._settled.set()
         if self._heartbeat_scope is not None:
             self._heartbeat_scope.cancel()
         if cancel_body:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import math
@@ -196,6 +198,12 @@ class LeaseManager:
         self._check_lock: anyio.Lock | None = None
         self._task_group: TaskGroup | None = None
         self._tracked: set[Lease] = set()
+        # Heartbeats of acquire() leases while running: (due, tie-breaker, lease), earliest
+        # first, served by one scheduler task; `_wake` tells it of an earlier entry.
+        self._due: list[tuple[float, int, Lease]] = []
+        self._sequence = itertools.count()
+        self._wake: anyio.Event | None = None
+        self._blocks: set[Lease] = set()  # leases of lease() blocks the scheduler heartbeats
 
     def __repr__(self) -> str:
         return f"<LeaseManager table={self.table!r} owner={self.owner!r}>"
@@ -213,6 +221,7 @@ class LeaseManager:
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
+        task_group.start_soon(self._schedule_heartbeats)
         return self
 
     async def __aexit__(
@@ -224,6 +233,9 @@ class LeaseManager:
         task_group = self._task_group
         assert task_group is not None  # noqa: S101
         try:
+            for lease in list(self._blocks):
+                # Nothing will heartbeat it any more: its block must stop now.
+                lease._mark_lost("expired", "its manager stopped running")  # noqa: SLF001
             async with anyio.create_task_group() as releases:
                 for lease in list(self._tracked):
                     releases.start_soon(self._release_quietly, lease)
@@ -231,6 +243,7 @@ class LeaseManager:
             self._task_group = None
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(None, None, None)
+            self._due.clear()
 
     # -- the table ------------------------------------------------------------------------
 
@@ -298,7 +311,7 @@ class LeaseManager:
         lease = await self._acquire(key, timing, limit, _encode_data(data))
         if self._task_group is not None:
             self._tracked.add(lease)
-            self._task_group.start_soon(self._heartbeat, lease)
+            self._enqueue(lease)
         return lease
 
     async def refresh(self, lease: Lease, *, data: Any = UNSET) -> None:
@@ -310,7 +323,7 @@ class LeaseManager:
         _check_lease(lease)
         payload = _encode_data(data)
         lease.ensure_held()
-        async with lease._write_lock:  # noqa: SLF001
+        async with lease._writes():  # noqa: SLF001
             lease.ensure_held()
             await self._renew(lease, payload, retry_permanent=False)
 
@@ -361,10 +374,10 @@ class LeaseManager:
     async def _acquire(
         self, key: str, timing: _Timing, limit: float | None, data: DataUpdate
     ) -> Lease:
-        await self._ensure_checked()
         state = _Acquisition(token=self._new_token(), version=self._new_token())
         started = anyio.current_time()
         give_up_at = math.inf if limit is None else started + limit
+        await self._check_until(give_up_at, state)
         try:
             while True:
                 result = await self._attempt(
@@ -607,24 +620,73 @@ class LeaseManager:
     # -- refreshing -----------------------------------------------------------------------
 
     async def _heartbeat(self, lease: Lease) -> None:
-        """Refresh `lease` every heartbeat interval until it is released or lost."""
+        """Refresh `lease` every heartbeat interval until it is released or lost.
+
+        The heartbeat of a ``lease()`` block outside a running manager, in the block's
+        own task group.
+        """
         with anyio.CancelScope() as scope:
             lease._heartbeat_scope = scope  # noqa: SLF001
             try:
                 while lease._active():  # noqa: SLF001
                     await anyio.sleep_until(lease._last_sent + lease._heartbeat_interval)  # noqa: SLF001
-                    async with lease._write_lock:  # noqa: SLF001
-                        if not lease._active():  # noqa: SLF001
-                            break
-                        await self._renew(lease, UNSET, retry_permanent=True)
-            except LeaseLostError as lost:
-                logger.warning("%s", lost)
-            except Exception as error:  # a bug must not leave the holder running unnoticed
-                logger.exception("heartbeat of %r failed", lease.key)
-                lease._mark_lost("expired", f"its heartbeat failed: {error!r}")  # noqa: SLF001
+                    await self._beat(lease)
             finally:
                 lease._heartbeat_scope = None  # noqa: SLF001
-                self._tracked.discard(lease)
+
+    async def _beat(self, lease: Lease) -> None:
+        """One heartbeat: refresh `lease` unless it is over; a failure ends the lease."""
+        try:
+            async with lease._writes():  # noqa: SLF001
+                if lease._active():  # noqa: SLF001
+                    await self._renew(lease, UNSET, retry_permanent=True)
+        except LeaseLostError as lost:
+            logger.warning("%s", lost)
+        except Exception as error:  # a bug must not leave the holder running unnoticed
+            logger.exception("heartbeat of %r failed", lease.key)
+            lease._mark_lost("expired", f"its heartbeat failed: {error!r}")  # noqa: SLF001
+
+    def _enqueue(self, lease: Lease) -> None:
+        """Schedule the next heartbeat of `lease` with the running scheduler."""
+        due = lease._last_sent + lease._heartbeat_interval  # noqa: SLF001
+        if self._wake is not None and (not self._due or due < self._due[0][0]):
+            self._wake.set()
+        heapq.heappush(self._due, (due, next(self._sequence), lease))
+
+    async def _schedule_heartbeats(self) -> None:
+        """Start each held lease's heartbeat when due: one task for all of them.
+
+        A sleeping lease costs a heap entry instead of a task; each heartbeat runs in a
+        task of its own, so a slow refresh never delays the others.
+        """
+        task_group = self._task_group
+        assert task_group is not None  # noqa: S101
+        due = self._due
+        while True:
+            now = anyio.current_time()
+            while due and due[0][0] <= now:
+                _, _, lease = heapq.heappop(due)
+                if not lease._active():  # noqa: SLF001
+                    self._tracked.discard(lease)
+                elif now < lease._last_sent + lease._heartbeat_interval:  # noqa: SLF001
+                    self._enqueue(lease)  # refreshed meanwhile by a direct refresh()
+                else:
+                    task_group.start_soon(self._tracked_beat, lease)
+            self._wake = wake = anyio.Event()
+            with anyio.move_on_after(due[0][0] - now if due else math.inf):
+                await wake.wait()
+
+    async def _tracked_beat(self, lease: Lease) -> None:
+        with anyio.CancelScope() as scope:
+            lease._heartbeat_scope = scope  # noqa: SLF001
+            try:
+                await self._beat(lease)
+            finally:
+                lease._heartbeat_scope = None  # noqa: SLF001
+        if lease._active() and self._task_group is not None:  # noqa: SLF001
+            self._enqueue(lease)
+        else:
+            self._tracked.discard(lease)
 
     async def _renew(self, lease: Lease, data: DataUpdate, *, retry_permanent: bool) -> None:
         """One logical refresh, retried until the local deadline; the caller holds the lock."""
@@ -724,7 +786,7 @@ class LeaseManager:
             lease._heartbeat_scope.cancel()  # noqa: SLF001
 
         async def release() -> bool:
-            async with lease._write_lock:  # noqa: SLF001  (waits out an in-flight refresh)
+            async with lease._writes():  # noqa: SLF001  (waits out an in-flight refresh)
                 released = await self._release_with_retries(
                     lease.key,
                     lease.token,
@@ -843,6 +905,21 @@ class LeaseManager:
             logger.info("could not read %r after a failed condition: %s", key, error)
             return UNREADABLE
 
+    async def _check_until(self, give_up_at: float, state: _Acquisition) -> None:
+        """Check the table before the first acquire, retrying transient failures until then."""
+        while True:
+            try:
+                await self._ensure_checked()
+            except LeaseStoreError as error:
+                now = anyio.current_time()
+                if not error.transient or now >= give_up_at:
+                    raise
+                logger.info("checking table %r failed, retrying: %s", self.table, error)
+                await anyio.sleep(min(self._next_backoff(state), give_up_at - now))
+            else:
+                state.failures = 0
+                return
+
     async def _ensure_checked(self) -> None:
         if self._checked:
             return
@@ -911,14 +988,19 @@ class _LeaseContext:
         manager = self._manager
         lease = await manager._acquire(self._key, self._timing, self._limit, self._data)  # noqa: SLF001
         self._lease = lease
-        task_group = anyio.create_task_group()
-        try:
-            await task_group.__aenter__()
-        except BaseException:
-            await manager._release_quietly(lease)  # noqa: SLF001
-            raise
-        task_group.start_soon(manager._heartbeat, lease)  # noqa: SLF001
-        self._task_group = task_group
+        if manager.running:
+            # The running manager's scheduler heartbeats it: no task of its own.
+            manager._blocks.add(lease)  # noqa: SLF001
+            manager._enqueue(lease)  # noqa: SLF001
+        else:
+            task_group = anyio.create_task_group()
+            try:
+                await task_group.__aenter__()
+            except BaseException:
+                await manager._release_quietly(lease)  # noqa: SLF001
+                raise
+            task_group.start_soon(manager._heartbeat, lease)  # noqa: SLF001
+            self._task_group = task_group
         # The body runs in this scope; its deadline follows the lease's local deadline.
         scope = anyio.CancelScope(deadline=lease._valid_until)  # noqa: SLF001
         scope.__enter__()
@@ -935,15 +1017,16 @@ class _LeaseContext:
         lease, scope, task_group = self._lease, self._scope, self._task_group
         assert lease is not None  # noqa: S101
         assert scope is not None  # noqa: S101
-        assert task_group is not None  # noqa: S101
         swallowed = bool(scope.__exit__(exc_type, exc, tb))
         lease._scopes.remove(scope)  # noqa: SLF001
         if lease._state is _State.HELD and anyio.current_time() >= lease._valid_until:  # noqa: SLF001
             lease._mark_lost("expired", "its local deadline passed before a refresh succeeded")  # noqa: SLF001
-        task_group.cancel_scope.cancel()
         try:
-            await task_group.__aexit__(None, None, None)
+            if task_group is not None:
+                task_group.cancel_scope.cancel()
+                await task_group.__aexit__(None, None, None)
         finally:
+            self._manager._blocks.discard(lease)  # noqa: SLF001
             try:
                 await self._manager._release(lease, UNSET)  # noqa: SLF001
             except LeaseStoreError as error:

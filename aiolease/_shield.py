@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TypeVar
 
 import anyio
@@ -11,6 +12,11 @@ import anyio
 __all__ = ["shielded"]
 
 T = TypeVar("T")
+
+
+def _resolve(future: asyncio.Future[None], _: object) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def shielded(
@@ -32,8 +38,11 @@ async def shielded(
     cancelled = False
     with anyio.CancelScope(shield=True):
         while not task.done():
+            # Wait on a future of our own: a cancellation of this task cancels it, not `task`.
+            done: asyncio.Future[None] = task.get_loop().create_future()
+            task.add_done_callback(partial(_resolve, done))
             try:
-                await asyncio.wait([task])
+                await done
             except asyncio.CancelledError:
                 cancelled = True
     if cancelled:

@@ -126,6 +126,28 @@ UNSET: Final = _Unset()
 DataUpdate = str | None | _Unset  # JSON text to store, None to remove, UNSET to keep
 
 
+@dataclass(frozen=True, slots=True)
+class _Expression:
+    """The fixed parts of a conditional write: everything but the values."""
+
+    update: str
+    condition: str
+    names: Mapping[str, str]
+
+
+def _data_kind(data: DataUpdate) -> str:
+    if isinstance(data, str):
+        return "set"
+    return "remove" if data is None else "keep"
+
+
+def _with_data(values: dict[str, Any], data: DataUpdate) -> dict[str, Any]:
+    """`values` plus the data to store, if any."""
+    if isinstance(data, str):
+        values[":dat"] = {"S": data}
+    return values
+
+
 class Store:
     """Requests against one lease table."""
 
@@ -141,6 +163,7 @@ class Store:
         self.table = table
         self.names = _resolve_names(attribute_names)
         self.sort_key = sort_key
+        self._expressions: dict[tuple[str, str, bool], _Expression] = {}
         if sort_key is not None and sort_key[0] in self.names.values():
             raise LeaseConfigError(
                 f"sort_key attribute {sort_key[0]!r} collides with a lease attribute name; "
@@ -207,7 +230,6 @@ class Store:
         lease we have since released. The fence grows by one from its stored value, or
         starts at `fence_seed` when the item (or its fence) is missing.
         """
-        free = ["attribute_not_exists(#tok)", "#tok = :tok", "#exp < :stale"]
         values: dict[str, Any] = {
             ":tok": {"S": token},
             ":own": {"S": owner},
@@ -220,25 +242,10 @@ class Store:
             ":one": {"N": "1"},
             ":none": {"NULL": True},
         }
-        names = self._names("tok", "own", "ver", "exp", "dur", "ttl", "fen", "rel", "rlb")
         if seen_version is not None:
-            free.append("#ver = :seen")
             values[":seen"] = {"S": seen_version}
-        sets = [
-            "#own = :own",
-            "#tok = :tok",
-            "#ver = :ver",
-            "#exp = :exp",
-            "#dur = :dur",
-            "#ttl = :ttl",
-            "#fen = if_not_exists(#fen, :seed) + :one",
-            # Keep the marker of the release before this grant: a retried release of the
-            # previous holder still recognises its own after this holder releases too.
-            "#rlb = if_not_exists(#rel, :none)",
-        ]
-        update = self._with_data(sets, [], data, names, values)
-        condition = f"({' OR '.join(free)}) AND (attribute_not_exists(#rel) OR #rel <> :tok)"
-        return await self._conditional_update(key, update, condition, names, values)
+        expression = self._expression("acquire", data, seen=seen_version is not None)
+        return await self._conditional_update(key, expression, _with_data(values, data))
 
     async def refresh(
         self,
@@ -252,7 +259,6 @@ class Store:
         data: DataUpdate,
     ) -> Outcome:
         """Extend the lease held with `token`, writing a new record version."""
-        names = self._names("tok", "ver", "exp", "dur", "ttl")
         values: dict[str, Any] = {
             ":tok": {"S": token},
             ":ver": {"S": version},
@@ -260,31 +266,26 @@ class Store:
             ":dur": {"N": str(duration_ms)},
             ":ttl": {"N": str(ttl_epoch_s)},
         }
-        sets = ["#ver = :ver", "#exp = :exp", "#dur = :dur", "#ttl = :ttl"]
-        update = self._with_data(sets, [], data, names, values)
-        return await self._conditional_update(key, update, "#tok = :tok", names, values)
+        expression = self._expression("refresh", data)
+        return await self._conditional_update(key, expression, _with_data(values, data))
 
     async def release(self, key: str, *, token: str, data: DataUpdate) -> Outcome:
         """Clear the holder if it is still `token`, leaving `token` as the release marker.
 
         The item, its fence and (unless `data` says otherwise) its data are kept.
         """
-        names = self._names("tok", "rel")
-        values: dict[str, Any] = {":tok": {"S": token}}
-        update = self._with_data(["#rel = :tok"], ["#tok"], data, names, values)
-        return await self._conditional_update(key, update, "#tok = :tok", names, values)
+        expression = self._expression("release", data)
+        return await self._conditional_update(
+            key, expression, _with_data({":tok": {"S": token}}, data)
+        )
 
     async def break_lease(self, key: str, *, marker: str) -> Record | None:
         """Clear whoever holds `key`; return the record as it was, or None if nobody held it."""
-        names = self._names("tok", "rel")
-        values = {":mark": {"S": marker}}
+        expression = _Expression(
+            "SET #rel = :mark REMOVE #tok", "attribute_exists(#tok)", self._names("tok", "rel")
+        )
         outcome = await self._conditional_update(
-            key,
-            "SET #rel = :mark REMOVE #tok",
-            "attribute_exists(#tok)",
-            names,
-            values,
-            return_values="ALL_OLD",
+            key, expression, {":mark": {"S": marker}}, return_values="ALL_OLD"
         )
         return outcome.record if outcome.applied else None
 
@@ -404,32 +405,57 @@ class Store:
         }
         return {f"#{alias}": self.names[roles[alias]] for alias in aliases}
 
-    def _with_data(
-        self,
-        sets: list[str],
-        removes: list[str],
-        data: DataUpdate,
-        names: dict[str, str],
-        values: dict[str, Any],
-    ) -> str:
-        if isinstance(data, str):
-            sets = [*sets, "#dat = :dat"]
-            values[":dat"] = {"S": data}
-            names.update(self._names("dat"))
-        elif data is None:
-            removes = [*removes, "#dat"]
-            names.update(self._names("dat"))
+    def _expression(self, operation: str, data: DataUpdate, *, seen: bool = False) -> _Expression:
+        """The expressions of a lease write, built once per shape and then reused."""
+        shape = (operation, _data_kind(data), seen)
+        expression = self._expressions.get(shape)
+        if expression is None:
+            expression = self._expressions[shape] = self._build(*shape)
+        return expression
+
+    def _build(self, operation: str, data: str, seen: bool) -> _Expression:
+        removes: list[str] = []
+        if operation == "acquire":
+            free = ["attribute_not_exists(#tok)", "#tok = :tok", "#exp < :stale"]
+            if seen:
+                free.append("#ver = :seen")
+            sets = [
+                "#own = :own",
+                "#tok = :tok",
+                "#ver = :ver",
+                "#exp = :exp",
+                "#dur = :dur",
+                "#ttl = :ttl",
+                "#fen = if_not_exists(#fen, :seed) + :one",
+                # Keep the marker of the release before this grant: a retried release of
+                # the previous holder still recognises its own after this holder releases.
+                "#rlb = if_not_exists(#rel, :none)",
+            ]
+            condition = f"({' OR '.join(free)}) AND (attribute_not_exists(#rel) OR #rel <> :tok)"
+            aliases = ["tok", "own", "ver", "exp", "dur", "ttl", "fen", "rel", "rlb"]
+        elif operation == "refresh":
+            sets = ["#ver = :ver", "#exp = :exp", "#dur = :dur", "#ttl = :ttl"]
+            condition = "#tok = :tok"
+            aliases = ["tok", "ver", "exp", "dur", "ttl"]
+        else:
+            sets, removes = ["#rel = :tok"], ["#tok"]
+            condition = "#tok = :tok"
+            aliases = ["tok", "rel"]
+        if data == "set":
+            sets.append("#dat = :dat")
+        elif data == "remove":
+            removes.append("#dat")
+        if data != "keep":
+            aliases.append("dat")
         update = "SET " + ", ".join(sets)
         if removes:
             update += " REMOVE " + ", ".join(removes)
-        return update
+        return _Expression(update, condition, self._names(*aliases))
 
     async def _conditional_update(
         self,
         key: str,
-        update: str,
-        condition: str,
-        names: dict[str, str],
+        expression: _Expression,
         values: dict[str, Any],
         *,
         return_values: str = "ALL_NEW",
@@ -440,9 +466,9 @@ class Store:
                 self.client.update_item,
                 TableName=self.table,
                 Key=self.item_key(key),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
+                UpdateExpression=expression.update,
+                ConditionExpression=expression.condition,
+                ExpressionAttributeNames=dict(expression.names),
                 ExpressionAttributeValues=values,
                 ReturnValues=return_values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",

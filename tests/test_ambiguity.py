@@ -29,6 +29,7 @@ from aiolease.testing import (
     fail_before,
     hang,
     latency,
+    server_error,
 )
 
 
@@ -230,6 +231,23 @@ async def test_errors_that_cannot_heal_are_raised_at_once(backend: Backend, key:
     assert not caught.value.transient
     assert len(client.calls_of("update_item")) == 1
     client.clear()
+
+
+async def test_a_transient_failure_of_the_first_table_check_is_retried_within_the_timeout(
+    backend: Backend, key: str
+) -> None:
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table)
+    client.plan("describe_table", server_error(503), times=2)
+    lease = await manager.acquire(key, timeout=5)
+    assert len(client.calls_of("describe_table")) == 3
+    assert await manager.release(lease)
+
+    once = new_manager(client, backend.table)
+    client.plan("describe_table", server_error(503), times=1)
+    with pytest.raises(LeaseStoreError, match="server error") as caught:
+        await once.acquire(key, timeout=0)  # one try means one try, of the check too
+    assert caught.value.transient
 
 
 async def test_a_table_with_the_wrong_key_schema_is_refused(backend: Backend) -> None:

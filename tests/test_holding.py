@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -166,6 +167,123 @@ async def test_one_slow_lease_does_not_delay_the_heartbeats_of_the_others(
         await anyio.sleep(ttl * 3)
         stop.set()
     assert outcomes == {"slow": "expired", "a": "held", "b": "held", "c": "held"}
+
+
+async def test_a_running_manager_heartbeats_acquired_leases_without_a_task_each(
+    backend: Backend, key: str
+) -> None:
+    ttl = 0.6
+    count = 20
+    manager = new_manager(backend.client, backend.table)
+    contender = new_manager(backend.client, backend.table)
+    async with manager:
+        idle_tasks = len(asyncio.all_tasks())
+        leases = [await manager.acquire(f"{key}:{i}", ttl=ttl) for i in range(count)]
+        for _ in range(8):
+            await anyio.sleep(ttl / 2)
+            # Sleeping leases cost a heap entry, not a task; only beats in flight run.
+            assert len(asyncio.all_tasks()) - idle_tasks < count / 2
+        for lease in leases:
+            lease.ensure_held()
+            info = await contender.get(lease.key)
+            assert info is not None
+            assert info.fence == lease.fence
+        assert all([await manager.release(lease) for lease in leases])
+
+
+async def test_a_lease_block_in_a_running_manager_is_heartbeated_without_a_task_of_its_own(
+    backend: Backend, key: str
+) -> None:
+    ttl = 0.6
+    manager = new_manager(backend.client, backend.table)
+    async with manager:
+        idle_tasks = len(asyncio.all_tasks())
+        async with manager.lease(key, ttl=ttl) as lease:
+            assert len(asyncio.all_tasks()) == idle_tasks
+            await anyio.sleep(ttl * 4)
+            lease.ensure_held()
+        assert not lease.held
+    assert await manager.get(key) is None
+
+
+async def test_a_lease_block_still_running_when_its_manager_stops_is_stopped_and_released(
+    backend: Backend, key: str
+) -> None:
+    ttl = 3.0
+    manager = new_manager(backend.client, backend.table)
+    entered = anyio.Event()
+    caught: list[LeaseLostError] = []
+
+    async def hold() -> None:
+        try:
+            async with manager.lease(key, ttl=ttl):
+                entered.set()
+                await anyio.sleep(10 * ttl)
+        except LeaseLostError as lost:
+            caught.append(lost)
+
+    async with anyio.create_task_group() as tg:
+        async with manager:
+            tg.start_soon(hold)
+            await entered.wait()
+        stopped = anyio.current_time()
+    assert anyio.current_time() - stopped < ttl / 3
+    assert [lost.reason for lost in caught] == ["expired"]
+    assert "manager stopped" in str(caught[0])
+    assert await manager.get(key) is None
+
+
+async def test_a_slow_refresh_does_not_delay_the_other_heartbeats_of_a_running_manager(
+    backend: Backend, key: str
+) -> None:
+    ttl = 1.2
+    slow_key = f"{key}:slow"
+    client = SlowForOneKey(backend.client, slow_key, delay=0.0)
+    manager = new_manager(client, backend.table)
+    async with manager:
+        slow = await manager.acquire(slow_key, ttl=ttl)
+        others = [await manager.acquire(f"{key}:{name}", ttl=ttl) for name in "abc"]
+        client._delay = 10 * ttl  # every refresh of the slow key now outlasts its lease
+        await anyio.sleep(ttl * 3)
+        assert slow.lost is not None
+        assert slow.lost.reason == "expired"
+        for lease in others:
+            lease.ensure_held()
+
+
+async def test_a_released_or_lost_lease_gets_no_more_heartbeats(backend: Backend, key: str) -> None:
+    ttl = 0.6
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table)
+    operator = new_manager(backend.client, backend.table)
+    async with manager:
+        released = await manager.acquire(f"{key}:released", ttl=ttl)
+        lost = await manager.acquire(f"{key}:lost", ttl=ttl)
+        await manager.release(released)
+        await operator.break_lease(lost.key)
+        with anyio.fail_after(ttl):
+            await lost.wait_lost()
+        sent = len(client.calls)
+        await anyio.sleep(ttl * 2)
+        assert len(client.calls) == sent
+
+
+async def test_a_direct_refresh_postpones_the_next_heartbeat(backend: Backend, key: str) -> None:
+    ttl = 1.2
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table)
+    async with manager:
+        lease = await manager.acquire(key, ttl=ttl)
+        await anyio.sleep(ttl / 3 * 0.75)
+        await manager.refresh(lease)
+        sent = len(client.calls)
+        # The heartbeat planned for ttl/3 after the grant is now due ttl/3 after this refresh.
+        await anyio.sleep(ttl / 3 * 0.75)
+        assert len(client.calls) == sent
+        await anyio.sleep(ttl / 3)
+        assert len(client.calls) > sent
+        lease.ensure_held()
+        await manager.release(lease)
 
 
 async def test_the_body_exception_propagates_unchanged_and_the_lease_is_released(

@@ -81,6 +81,7 @@ def _announce(backend: Backend, endpoint_url: str, table: str) -> None:
     env = {
         "AWS_ENDPOINT_URL": endpoint_url,
         "AWS_REGION": DUMMY_REGION,
+        "AWS_DEFAULT_REGION": DUMMY_REGION,  # the name botocore reads
         "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY,
         "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET_KEY,
         "AIOLEASE_TABLE": table,
