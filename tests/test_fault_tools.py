@@ -225,12 +225,32 @@ async def test_random_faults_follow_the_seed(backend: Backend, key: str) -> None
     assert 0 < patterns[0].count("fault:fail_before") < 20
 
 
+async def test_times_caps_the_calls_a_fault_hits(backend: Backend, key: str) -> None:
+    outcomes = {}
+    for times in ("auto", 2, None):
+        client = FaultyClient(backend.client)
+        client.plan("get_item", fail_before(), times=times)
+        for _ in range(5):
+            with contextlib.suppress(EndpointConnectionError):
+                await _counter(client, backend.table, key)
+        outcomes[times] = [c.outcome for c in client.calls].count("fault:fail_before")
+    assert outcomes == {"auto": 1, 2: 2, None: 5}
+    always = FaultyClient(backend.client)
+    always.plan("get_item", fail_before(), probability=1.0)  # "auto" with a probability
+    for _ in range(5):
+        with contextlib.suppress(EndpointConnectionError):
+            await _counter(always, backend.table, key)
+    assert [c.outcome for c in always.calls].count("fault:fail_before") == 5
+
+
 def test_plan_rejects_unknown_operations() -> None:
     client = FaultyClient(object())
     with pytest.raises(ValueError):
         client.plan("list_backups", fail_before())
     with pytest.raises(ValueError):
         client.plan("get_item", fail_before(), probability=1.5)
+    with pytest.raises(ValueError, match="times"):
+        client.plan("get_item", fail_before(), times=0)
 
 
 # --- LossyProxy --------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import anyio
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
@@ -386,7 +386,7 @@ class FaultyClient(_ClientBase):
         operation: str,
         fault: Fault,
         *,
-        times: int | None = None,
+        times: int | Literal["auto"] | None = "auto",
         probability: float | None = None,
         seed: int | None = None,
     ) -> Rule:
@@ -394,20 +394,23 @@ class FaultyClient(_ClientBase):
 
         ``operation`` is a client method or DynamoDB operation name (``"update_item"``
         or ``"UpdateItem"``), or ``"*"`` for every intercepted operation. Without
-        ``probability`` the fault hits the next ``times`` calls (default 1). With it, each
-        call is hit with that probability, drawn from ``random.Random(seed)``, at most
-        ``times`` times (default: no limit). Rules are consulted in the order they were
-        planned; the first that fires decides the call.
+        ``probability`` the fault hits the next calls; with it, each call is hit with that
+        probability, drawn from ``random.Random(seed)``. ``times`` caps how many calls it
+        hits: a number, ``None`` for no limit, or ``"auto"`` (the default): one call
+        without ``probability``, no limit with it. Rules are consulted in the order they
+        were planned; the first that fires decides the call.
         """
         op = _snake_case(operation)
         if op != "*" and op not in INTERCEPTED_OPERATIONS:
             raise ValueError(f"{operation!r} is not an intercepted operation")
         if probability is not None and not 0.0 <= probability <= 1.0:
             raise ValueError("probability must be between 0 and 1")
-        if times is None and probability is None:
-            times = 1
-        if times is not None and times < 1:
-            raise ValueError("times must be at least 1")
+        if times == "auto":
+            times = None if probability is not None else 1
+        if times is not None and (not isinstance(times, int) or times < 1):
+            raise ValueError(
+                f"times must be a number of calls (at least 1), None or 'auto', got {times!r}"
+            )
         rng = random.Random(seed) if probability is not None else None  # noqa: S311
         rule = Rule(op, fault, times, probability, rng)
         self.rules.append(rule)
