@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent
 EMULATORS = ROOT / "tests" / "emulators"
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "typecheck", "tests", "tests_aioboto3"]
+nox.options.sessions = ["lint", "typecheck", "tests", "tests_aioboto3", "docs"]
 # Reuse environments locally; CI always builds them from scratch.
 nox.options.reuse_existing_virtualenvs = not os.environ.get("CI")
 nox.options.error_on_external_run = True
@@ -75,9 +75,13 @@ def install_emulators(session: nox.Session) -> None:
         )
 
 
+# Needs the docs group's tools (cfn-lint, python-hcl2, jsonschema); the docs session runs it.
+DOCS_ONLY_TESTS = ("--ignore=tests/test_docs_infra.py",)
+
+
 def run_pytest(session: nox.Session, env: dict[str, str] | None = None) -> None:
     install_emulators(session)
-    session.run("pytest", *session.posargs, env=env or {})
+    session.run("pytest", *DOCS_ONLY_TESTS, *session.posargs, env=env or {})
 
 
 @nox.session(python=PYTHON)
@@ -122,6 +126,14 @@ def bench(session: nox.Session) -> None:
     install(session, ".", "aiobotocore>=3,<4", *dependency_group("bench"))
     install_emulators(session)
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly into build/site and check its infra snippets."""
+    install(session, ".", *dependency_group("docs"), *dependency_group("tests"))
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "build" / "site"))
+    session.run("pytest", "tests/test_docs_infra.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -1,0 +1,1 @@
+"""The testing guide's examples: a small pytest project using aiolease.testing."""
