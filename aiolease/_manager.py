@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from ._durations import Duration, optional_seconds, seconds
@@ -49,6 +50,15 @@ _FIRST_BACKOFF: Final = 0.05
 _EXPIRED_RELEASE_TIMEOUT: Final = 1.0
 _MIN_TTL_BUFFER: Final = 60.0
 _MIN_ALLOWANCE: Final = 1.0  # the least time a final acquire attempt gets to be answered
+# Heartbeats due this soon after the scheduler wakes are started with those due now: a
+# refresh a few milliseconds early costs nothing, a wake-up per lease costs CPU.
+_HEARTBEAT_GRAIN: Final = 0.01
+# The most heartbeats the scheduler starts before letting the loop run them (and the
+# application's own tasks) when many fall due at once.
+_HEARTBEAT_BATCH: Final = 64
+# A lease's first heartbeat comes after this share of the interval, drawn at random, so
+# that leases granted together do not refresh together for as long as they are held.
+_FIRST_HEARTBEAT_SPREAD: Final = (0.75, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +135,9 @@ class LeaseManager:
       failed refresh, loss and release (for metrics and tracing; exceptions are logged).
 
     Use `async with manager:` to have leases from `acquire()` heartbeated until released;
-    leases from `lease()` are always heartbeated.
+    leases from `lease()` are always heartbeated. Inside a running manager one scheduler
+    task serves every held lease (a sleeping lease costs no task), and a `lease()` block
+    still running when the manager stops is stopped (`LeaseLostError`) and released.
     """
 
     def __init__(
@@ -198,9 +210,10 @@ class LeaseManager:
         self._check_lock: anyio.Lock | None = None
         self._task_group: TaskGroup | None = None
         self._tracked: set[Lease] = set()
-        # Heartbeats of acquire() leases while running: (due, tie-breaker, lease), earliest
-        # first, served by one scheduler task; `_wake` tells it of an earlier entry.
-        self._due: list[tuple[float, int, Lease]] = []
+        # Heartbeats of the leases held while running, earliest first, served by one
+        # scheduler task; `_wake` tells it of an entry earlier than it sleeps for.
+        # Entries are (due, tie-breaker, lease, the lease's last send time when planned).
+        self._due: list[tuple[float, int, Lease, float]] = []
         self._sequence = itertools.count()
         self._wake: anyio.Event | None = None
         self._blocks: set[Lease] = set()  # leases of lease() blocks the scheduler heartbeats
@@ -311,7 +324,7 @@ class LeaseManager:
         lease = await self._acquire(key, timing, limit, _encode_data(data))
         if self._task_group is not None:
             self._tracked.add(lease)
-            self._enqueue(lease)
+            self._enqueue(lease, first=True)
         return lease
 
     async def refresh(self, lease: Lease, *, data: Any = UNSET) -> None:
@@ -646,12 +659,15 @@ class LeaseManager:
             logger.exception("heartbeat of %r failed", lease.key)
             lease._mark_lost("expired", f"its heartbeat failed: {error!r}")  # noqa: SLF001
 
-    def _enqueue(self, lease: Lease) -> None:
+    def _enqueue(self, lease: Lease, *, first: bool = False) -> None:
         """Schedule the next heartbeat of `lease` with the running scheduler."""
-        due = lease._last_sent + lease._heartbeat_interval  # noqa: SLF001
+        interval = lease._heartbeat_interval  # noqa: SLF001
+        if first:
+            interval *= random.uniform(*_FIRST_HEARTBEAT_SPREAD)  # noqa: S311
+        due = lease._last_sent + interval  # noqa: SLF001
         if self._wake is not None and (not self._due or due < self._due[0][0]):
             self._wake.set()
-        heapq.heappush(self._due, (due, next(self._sequence), lease))
+        heapq.heappush(self._due, (due, next(self._sequence), lease, lease._last_sent))  # noqa: SLF001
 
     async def _schedule_heartbeats(self) -> None:
         """Start each held lease's heartbeat when due: one task for all of them.
@@ -664,14 +680,19 @@ class LeaseManager:
         due = self._due
         while True:
             now = anyio.current_time()
-            while due and due[0][0] <= now:
-                _, _, lease = heapq.heappop(due)
+            started = 0
+            while due and due[0][0] <= now + _HEARTBEAT_GRAIN and started < _HEARTBEAT_BATCH:
+                _, _, lease, planned_from = heapq.heappop(due)
                 if not lease._active():  # noqa: SLF001
                     self._tracked.discard(lease)
-                elif now < lease._last_sent + lease._heartbeat_interval:  # noqa: SLF001
+                elif lease._last_sent != planned_from:  # noqa: SLF001
                     self._enqueue(lease)  # refreshed meanwhile by a direct refresh()
                 else:
                     task_group.start_soon(self._tracked_beat, lease)
+                    started += 1
+            if started == _HEARTBEAT_BATCH:
+                await anyio.lowlevel.checkpoint()  # run these before starting more
+                continue
             self._wake = wake = anyio.Event()
             with anyio.move_on_after(due[0][0] - now if due else math.inf):
                 await wake.wait()
@@ -991,7 +1012,7 @@ class _LeaseContext:
         if manager.running:
             # The running manager's scheduler heartbeats it: no task of its own.
             manager._blocks.add(lease)  # noqa: SLF001
-            manager._enqueue(lease)  # noqa: SLF001
+            manager._enqueue(lease, first=True)  # noqa: SLF001
         else:
             task_group = anyio.create_task_group()
             try:

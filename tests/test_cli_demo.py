@@ -170,6 +170,7 @@ class Server:
         assert set(exported) == {
             "AWS_ENDPOINT_URL",
             "AWS_REGION",
+            "AWS_DEFAULT_REGION",
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
             "AIOLEASE_TABLE",

@@ -172,19 +172,20 @@ async def test_one_slow_lease_does_not_delay_the_heartbeats_of_the_others(
 async def test_a_running_manager_heartbeats_acquired_leases_without_a_task_each(
     backend: Backend, key: str
 ) -> None:
-    ttl = 0.6
-    count = 20
+    ttl = 3.0
     manager = new_manager(backend.client, backend.table)
     contender = new_manager(backend.client, backend.table)
     async with manager:
         idle_tasks = len(asyncio.all_tasks())
-        leases = [await manager.acquire(f"{key}:{i}", ttl=ttl) for i in range(count)]
-        for _ in range(8):
-            await anyio.sleep(ttl / 2)
-            # Sleeping leases cost a heap entry, not a task; only beats in flight run.
-            assert len(asyncio.all_tasks()) - idle_tasks < count / 2
-        for lease in leases:
+        leases = [await manager.acquire(f"{key}:{i}", ttl=ttl) for i in range(10)]
+        granted = [lease.expires_at for lease in leases]
+        # No first heartbeat is due yet (3/4 of the interval after a grant at the earliest):
+        # the held leases wait as heap entries, not as tasks.
+        assert len(asyncio.all_tasks()) == idle_tasks
+        await anyio.sleep(ttl)  # three heartbeat intervals
+        for lease, first_expiry in zip(leases, granted, strict=True):
             lease.ensure_held()
+            assert lease.expires_at > first_expiry  # refreshed
             info = await contender.get(lease.key)
             assert info is not None
             assert info.fence == lease.fence
@@ -233,6 +234,32 @@ async def test_a_lease_block_still_running_when_its_manager_stops_is_stopped_and
     assert await manager.get(key) is None
 
 
+async def test_leases_granted_together_spread_their_first_heartbeats(
+    backend: Backend, key: str
+) -> None:
+    ttl = 1.5
+    interval = ttl / 3
+    client = FaultyClient(backend.client)
+    manager = new_manager(client, backend.table)
+    async with manager:
+        keys = [f"{key}:{i}" for i in range(20)]
+        leases = [await manager.acquire(k, ttl=ttl) for k in keys]
+        await anyio.sleep(interval * 1.5)
+        offsets = []
+        for k in keys:
+            sent = [
+                c.started for c in client.calls_of("update_item") if c.params["Key"]["pk"]["S"] == k
+            ]
+            assert len(sent) >= 2
+            offsets.append(sent[1] - sent[0])
+        # Each first heartbeat comes between 3/4 of the interval and the interval, so that
+        # leases granted in a burst do not refresh in a burst for as long as they are held.
+        assert all(0.7 * interval <= offset <= interval + 0.2 for offset in offsets)
+        assert max(offsets) - min(offsets) > 0.25 * 0.25 * interval
+        for lease in leases:
+            await manager.release(lease)
+
+
 async def test_a_slow_refresh_does_not_delay_the_other_heartbeats_of_a_running_manager(
     backend: Backend, key: str
 ) -> None:
@@ -274,10 +301,10 @@ async def test_a_direct_refresh_postpones_the_next_heartbeat(backend: Backend, k
     manager = new_manager(client, backend.table)
     async with manager:
         lease = await manager.acquire(key, ttl=ttl)
-        await anyio.sleep(ttl / 3 * 0.75)
+        await anyio.sleep(ttl / 3 * 0.5)  # before the first heartbeat (3/4 of the interval)
         await manager.refresh(lease)
         sent = len(client.calls)
-        # The heartbeat planned for ttl/3 after the grant is now due ttl/3 after this refresh.
+        # The heartbeat planned after the grant is now due ttl/3 after this refresh.
         await anyio.sleep(ttl / 3 * 0.75)
         assert len(client.calls) == sent
         await anyio.sleep(ttl / 3)
