@@ -55,7 +55,7 @@ _MIN_ALLOWANCE: Final = 1.0  # the least time a final acquire attempt gets to be
 _HEARTBEAT_GRAIN: Final = 0.01
 # The most heartbeats the scheduler starts before letting the loop run them (and the
 # application's own tasks) when many fall due at once.
-_HEARTBEAT_BATCH: Final = 64
+_HEARTBEAT_BATCH: Final = 16
 # A lease's first heartbeat comes after this share of the interval, drawn at random, so
 # that leases granted together do not refresh together for as long as they are held.
 _FIRST_HEARTBEAT_SPREAD: Final = (0.75, 1.0)
