@@ -1,0 +1,1 @@
+"""Benchmarks of docs/performance.md; run with ``python benchmarks/run.py``."""
