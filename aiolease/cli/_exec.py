@@ -1,4 +1,6 @@
-"""Trampoline for ``aiolease run``: tie the child's life to its parent, then exec it.
+"""Trampoline for child processes: tie the child's life to its parent, then exec it.
+
+Used by ``aiolease run`` for its command and by :mod:`aiolease.testing` for emulators.
 
 Runs as ``python -m aiolease.cli._exec COMMAND...`` in the child process, so the parent
 never needs an unsafe ``preexec_fn``. On Linux it asks the kernel to SIGKILL this process
@@ -8,6 +10,7 @@ moves into a process group of its own, and replaces itself with the command.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -34,7 +37,10 @@ def main() -> None:
         sys.stderr.write("aiolease: no command to run\n")
         os._exit(127)
     _die_with_parent(parent)
-    os.setpgid(0, 0)  # a group of its own, so the parent can stop grandchildren too
+    # A group of its own, so the parent can stop grandchildren too (a session leader,
+    # started with start_new_session, already leads its group).
+    with contextlib.suppress(PermissionError):
+        os.setpgid(0, 0)
     try:
         os.execvp(command[0], command)  # noqa: S606
     except OSError as error:

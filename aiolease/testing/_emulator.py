@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -436,8 +437,10 @@ async def wait_until_ready(
 async def child_server(name: str, argv: list[str], port: int) -> AsyncIterator[str]:
     """Run ``argv`` in a scratch directory; yield the endpoint URL once it serves ``port``.
 
-    The process gets its own session (so it and its children are stopped together) and
-    writes its output to a log file in the scratch directory, quoted in errors.
+    The process gets its own session (so it and its children are stopped together),
+    writes its output to a log file in the scratch directory, quoted in errors, and on
+    Linux is killed by the kernel if this process dies without stopping it (SIGKILL, a
+    crash): no server outlives the program that started it.
     """
     workdir = Path(tempfile.mkdtemp(prefix=f"aiolease-{name}-"))
     log_path = workdir / "server.log"
@@ -455,7 +458,8 @@ async def child_server(name: str, argv: list[str], port: int) -> AsyncIterator[s
     try:
         with log_path.open("wb") as log:
             proc = subprocess.Popen(  # noqa: S603, ASYNC220 - returns at once; fixed argv
-                argv,
+                [sys.executable, "-m", "aiolease.cli._exec", *argv],
+                env={**os.environ, "AIOLEASE_PARENT_PID": str(os.getpid())},
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
