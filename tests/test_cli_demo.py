@@ -344,7 +344,14 @@ def test_dynamodb_local_dies_with_a_killed_local(tmp_path: Path) -> None:
         server.process.kill()  # no chance to stop its child
         server.process.wait(timeout=30)
         deadline = time.monotonic() + 10
-        while java in processes_running("-jar", "-port", port) and time.monotonic() < deadline:
+
+        def gone() -> bool:
+            # A dying multi-threaded process shows as a zombie before its last thread has
+            # closed its sockets: wait for both.
+            running = processes_running("-jar", "-port", port)
+            return java not in running and port_is_closed(env["AWS_ENDPOINT_URL"])
+
+        while not gone() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert java not in processes_running("-jar", "-port", port)
         assert port_is_closed(env["AWS_ENDPOINT_URL"])
