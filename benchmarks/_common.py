@@ -7,6 +7,7 @@ time (`time.process_time`) is the client's own: aiolease, aiobotocore and the ev
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import os
 import statistics
@@ -30,6 +31,7 @@ __all__ = [
     "RequestCounter",
     "Row",
     "Sample",
+    "captured_updates",
     "emulator",
     "loop_lag",
     "measure",
@@ -162,6 +164,21 @@ class RequestCounter:
 
     def reset(self) -> None:
         self.counts.clear()
+
+
+@contextlib.contextmanager
+def captured_updates(client: Any) -> Iterator[list[dict[str, Any]]]:
+    """Copies of the parameters of every UpdateItem `client` is asked to send in the block."""
+    captured: list[dict[str, Any]] = []
+
+    def capture(params: dict[str, Any], **kwargs: Any) -> None:
+        captured.append(copy.deepcopy(params))
+
+    client.meta.events.register("provide-client-params.dynamodb.UpdateItem", capture)
+    try:
+        yield captured
+    finally:
+        client.meta.events.unregister("provide-client-params.dynamodb.UpdateItem", capture)
 
 
 def rss_bytes() -> int:

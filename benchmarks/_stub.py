@@ -21,7 +21,10 @@ from typing import Any
 from aiobotocore.awsrequest import AioAWSResponse
 from botocore.awsrequest import HTTPHeaders
 
-__all__ = ["DirectClient", "StubDynamoDB"]
+__all__ = ["UNUSED_ENDPOINT", "DirectClient", "StubDynamoDB"]
+
+# An endpoint for a client whose requests the stub answers: it is never contacted.
+UNUSED_ENDPOINT = "http://127.0.0.1:9"
 
 _ASSIGNMENT = re.compile(r"\s*(#\w+)\s*=\s*(.+)")
 _IF_NOT_EXISTS = re.compile(r"if_not_exists\((#\w+),\s*(:\w+)\)(?:\s*\+\s*(:\w+))?")

@@ -20,9 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiolease import LeaseManager
 from aiolease.testing._emulator import new_client
-from benchmarks._stub import StubDynamoDB
-
-UNUSED_ENDPOINT = "http://127.0.0.1:9"  # never contacted: the stub answers first
+from benchmarks._stub import UNUSED_ENDPOINT, StubDynamoDB
 
 
 async def _workload(cycles: int) -> Profiler:

@@ -12,53 +12,35 @@ answered by `StubDynamoDB` (signing, serialisation and parsing, but no network).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiolease import Lease, LeaseManager
+from aiolease import LeaseManager
 from aiolease.testing._emulator import new_client
 
-from ._common import Env, RequestCounter, Row, Sample, measure, median_ratio
-from ._stub import DirectClient, StubDynamoDB
+from ._common import Env, RequestCounter, Row, Sample, captured_updates, measure, median_ratio
+from ._stub import UNUSED_ENDPOINT, DirectClient, StubDynamoDB
 
 __all__ = ["run"]
 
 SECTION = "overhead"
 OPERATIONS = ("acquire", "refresh", "release")
-UNUSED_ENDPOINT = "http://127.0.0.1:9"  # never contacted: the stub answers first
-
-
-class _Capture:
-    """Records the parameters of every UpdateItem the client is asked to send."""
-
-    def __init__(self) -> None:
-        self.params: list[dict[str, Any]] = []
-
-    def __call__(self, params: dict[str, Any], **kwargs: Any) -> None:
-        self.params.append(copy.deepcopy(params))
 
 
 async def _captured(env: Env, manager: LeaseManager, keys: list[str]) -> dict[str, list[Any]]:
     """The requests aiolease sends for acquire, refresh and release of `keys`."""
-    events = env.client.meta.events
     captured: dict[str, list[Any]] = {}
-    leases: list[Lease] = []
-    for operation in OPERATIONS:
-        capture = _Capture()
-        events.register("provide-client-params.dynamodb.UpdateItem", capture)
-        try:
-            if operation == "acquire":
-                leases = [await manager.acquire(key, timeout=0) for key in keys]
-            elif operation == "refresh":
-                for lease in leases:
-                    await manager.refresh(lease)
-            else:
-                for lease in leases:
-                    await manager.release(lease)
-        finally:
-            events.unregister("provide-client-params.dynamodb.UpdateItem", capture)
-        captured[operation] = capture.params
+    with captured_updates(env.client) as sent:
+        leases = [await manager.acquire(key, timeout=0) for key in keys]
+    captured["acquire"] = sent
+    with captured_updates(env.client) as sent:
+        for lease in leases:
+            await manager.refresh(lease)
+    captured["refresh"] = sent
+    with captured_updates(env.client) as sent:
+        for lease in leases:
+            await manager.release(lease)
+    captured["release"] = sent
     return captured
 
 

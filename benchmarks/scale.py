@@ -23,8 +23,8 @@ import anyio
 from aiolease import Lease, LeaseManager
 from aiolease.testing._emulator import new_client
 
-from ._common import Row, loop_lag, measure, rss_bytes
-from ._stub import StubDynamoDB
+from ._common import Row, captured_updates, loop_lag, measure, rss_bytes
+from ._stub import UNUSED_ENDPOINT, StubDynamoDB
 
 __all__ = ["run"]
 
@@ -33,7 +33,6 @@ LATENCY = 0.0015  # seconds, about DynamoDB Local's answer time on loopback
 RATE = 800  # heartbeats a second the ttl is chosen for
 HEAP_SAMPLE = 2_000  # leases held while tracemalloc counts the heap
 RSS_FROM = 10_000  # fewer leases fit in memory the process already has
-UNUSED_ENDPOINT = "http://127.0.0.1:9"  # never contacted: the stub answers first
 
 
 def _ttl(count: int) -> float:
@@ -44,18 +43,9 @@ def _ttl(count: int) -> float:
 async def _raw_refresh_cpu(client: Any, manager: LeaseManager) -> float:
     """Client CPU of one raw UpdateItem carrying a refresh, through the same stub."""
     lease = await manager.acquire("scale:raw", timeout=0)
-    captured: list[dict[str, Any]] = []
-
-    def capture(params: dict[str, Any], **kwargs: Any) -> None:
-        captured.append(dict(params))
-
-    events = client.meta.events
-    events.register("provide-client-params.dynamodb.UpdateItem", capture)
-    try:
+    with captured_updates(client) as sent:
         await manager.refresh(lease)
-    finally:
-        events.unregister("provide-client-params.dynamodb.UpdateItem", capture)
-    request = captured[0]
+    (request,) = sent
     count = 500
     with measure(count) as sample:
         for _ in range(count):
