@@ -92,17 +92,19 @@ def tracing_hook(tracer: Tracer | None = None) -> Callable[[LeaseEvent], None]:
     while it is held; the hook keeps one entry per held lease.
     """
     _require_api()
-    from opentelemetry import trace  # noqa: PLC0415  (an optional dependency)
-
-    return _Spans(tracer or trace.get_tracer("aiolease", __version__)).record
+    return _Spans(tracer).record
 
 
 class _Spans:
     """The spans of one `tracing_hook`: one open span per held lease."""
 
-    def __init__(self, tracer: Tracer) -> None:
-        self._tracer = tracer
+    def __init__(self, tracer: Tracer | None) -> None:
+        from opentelemetry import trace  # noqa: PLC0415  (an optional dependency)
+
+        self._tracer = tracer or trace.get_tracer("aiolease", __version__)
         self._held: dict[tuple[str, int | None], Span] = {}
+        self._error = trace.StatusCode.ERROR
+        self._in_context = trace.set_span_in_context
 
     def record(self, event: LeaseEvent) -> None:
         handler = getattr(self, f"_on_{event.kind}", None)
@@ -119,14 +121,12 @@ class _Spans:
         error: str | None = None,
     ) -> None:
         """A span that ended at `end` and lasted the event's duration."""
-        from opentelemetry import trace  # noqa: PLC0415
-
         start = end - round((event.duration or 0.0) * 1e9)
         span = self._tracer.start_span(
             name, context=context, start_time=start, attributes=_span_attributes(event)
         )
         if error is not None:
-            span.set_status(trace.StatusCode.ERROR, error)
+            span.set_status(self._error, error)
         span.end(end_time=end)
 
     def _on_acquired(self, event: LeaseEvent, now: int) -> None:
@@ -141,11 +141,9 @@ class _Spans:
         self._closed_span("aiolease.acquire", event, now, error=f"gave up: {event.reason}")
 
     def _on_refreshed(self, event: LeaseEvent, now: int) -> None:
-        from opentelemetry import trace  # noqa: PLC0415
-
         lease = self._held.get((event.key, event.fence))
         if lease is not None:
-            context = trace.set_span_in_context(lease)
+            context = self._in_context(lease)
             self._closed_span("aiolease.refresh", event, now, context=context)
 
     def _on_refresh_failed(self, event: LeaseEvent, now: int) -> None:
@@ -158,12 +156,10 @@ class _Spans:
             lease.add_event("aiolease.refresh_failed", details, timestamp=now)
 
     def _on_lost(self, event: LeaseEvent, now: int) -> None:
-        from opentelemetry import trace  # noqa: PLC0415
-
         lease = self._held.pop((event.key, event.fence), None)
         if lease is not None:
             lease.set_attribute("aiolease.lost_reason", event.reason or "")
-            lease.set_status(trace.StatusCode.ERROR, f"lost: {event.reason}")
+            lease.set_status(self._error, f"lost: {event.reason}")
             lease.end(end_time=now)
 
     def _on_released(self, event: LeaseEvent, now: int) -> None:
