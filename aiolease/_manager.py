@@ -100,6 +100,19 @@ class _Acquisition:
         if self.unknown_since is None:
             self.unknown_since = sent_at
 
+    def refused(self, fresh_version: str) -> None:
+        """The store refused the attempt: nothing of ours is in force.
+
+        (The condition accepts our own token, so a refusal means the item is not ours.)
+        A waiter may have been timing our version since an earlier attempt applied it
+        unanswered and was since taken over: a record version is written by at most one
+        grant, so the next attempt writes `fresh_version`.
+        """
+        self.maybe_ours = False
+        self.unknown_since = None
+        self.failures = 0
+        self.version = fresh_version
+
     def observe(self, holder: Record, now: float) -> None:
         """Start timing `holder`'s version, unless it is the one already being timed."""
         if holder.version is None or holder.duration_ms is None:
@@ -126,7 +139,8 @@ class LeaseManager:
       longest pause between retries of a transient failure (1 s).
     - `release_timeout`: how long a release may take before giving up (5 s).
     - `attribute_names`: renames of item attributes by role (``key``, ``owner``, ``token``,
-      ``version``, ``fence``, ``expires_at``, ``duration``, ``data``, ``released``, ``ttl``).
+      ``version``, ``fence``, ``expires_at``, ``duration``, ``data``, ``released``,
+      ``released_before``, ``revoked``, ``ttl``).
     - `sort_key`: ``(attribute, value)`` for tables with a sort key: every lease item uses
       this fixed value.
     - `ttl_buffer`: how long after expiry DynamoDB TTL may delete an item (one day).
@@ -353,13 +367,25 @@ class LeaseManager:
     async def break_lease(self, key: str) -> LeaseInfo | None:
         """Force-release `key` whoever holds it (an operator's tool); return who held it.
 
-        The fence is kept, so the next holder's fence is still higher. The former holder
-        finds out at its next refresh (reason ``"released"``).
+        Reads the holder, then clears exactly that holder's token: a break the SDK
+        re-sends never breaks the next holder. Returns None if nobody held the key, or if
+        the holder it found let go before the break landed. The fence is kept, so the
+        next holder's fence is still higher. The former holder finds out at its next
+        refresh (reason ``"released"``).
         """
         _check_key(key)
         await self._ensure_checked()
-        record = await self._store.break_lease(key, marker=f"!broken:{self._token_factory()}")
-        return None if record is None else _info(record)
+        found = await self._store.get(key)
+        if found is None or found.token is None:
+            return None
+        marker = f"!broken:{self._new_token()}"
+        outcome = await self._store.break_lease(key, token=found.token, marker=marker)
+        if outcome.applied:
+            return _info(outcome.record or found)
+        # Refused: our marker on the item means an earlier send of this break applied.
+        after = outcome.record or await self._read_quietly(key)
+        ours = isinstance(after, Record) and marker in {after.released, after.released_before}
+        return _info(found) if ours else None
 
     async def get(self, key: str) -> LeaseInfo | None:
         """Who holds `key` now (strongly consistent read), or None if nobody does."""
@@ -489,10 +515,7 @@ class LeaseManager:
                 maybe_applied=True,
             )
             return self._next_backoff(state)
-        # Refused: the condition allows our own token, so the item is not ours.
-        state.maybe_ours = False
-        state.unknown_since = None
-        state.failures = 0
+        state.refused(self._new_token())
         read = outcome.record or await self._read_quietly(key)
         if isinstance(read, _Unreadable):
             return self.poll_interval
@@ -618,12 +641,18 @@ class LeaseManager:
         )
 
     async def _undo(self, key: str, token: str) -> None:
-        """Release a grant we may have won but will not hand out (shielded, bounded)."""
+        """Release a grant we may have won but will not hand out (shielded, bounded).
+
+        First the token is revoked on the item, so that a write of this acquire still in
+        the network cannot land afterwards; then whatever of ours did land is released.
+        """
+
+        async def undo() -> bool:
+            await self._revoke(key, token)
+            return await self._release_with_retries(key, token, UNSET)
+
         try:
-            finished, _ = await shielded(
-                lambda: self._release_with_retries(key, token, UNSET),
-                timeout=self.release_timeout,
-            )
+            finished, _ = await shielded(undo, timeout=self.release_timeout)
         except LeaseStoreError as error:
             finished = False
             logger.warning("could not undo an unfinished acquire of %r: %s", key, error)
@@ -855,7 +884,6 @@ class LeaseManager:
         failures = 0
         maybe_applied = False
         while True:
-            sent_at = anyio.current_time()
             try:
                 outcome = await self._store.release(key, token=token, data=data)
             except LeaseStoreError as error:
@@ -868,12 +896,38 @@ class LeaseManager:
                 continue
             if outcome.applied:
                 return True
-            if maybe_applied and valid_until is not None and sent_at < valid_until:
+            # Judged by when the refusal came back: a retry sent in time but held in the
+            # network may be refused by a holder that legitimately took over meanwhile.
+            if maybe_applied and valid_until is not None and anyio.current_time() < valid_until:
                 return True
             record = outcome.record or await self._read_quietly(key)
             # Our marker on the item means an earlier attempt (ours or the SDK's retry) applied;
             # the next grant keeps it one step back, in case that holder released too.
             return isinstance(record, Record) and token in {record.released, record.released_before}
+
+    async def _revoke(self, key: str, token: str) -> None:
+        """Add `token` to `key`'s revoked tokens, retrying transient failures."""
+        previous: tuple[str, ...] = ()  # the usual case; a refusal tells the real list
+        failures = 0
+        while True:
+            try:
+                outcome = await self._store.revoke(key, token=token, previous=previous)
+            except LeaseStoreError as error:
+                if not error.transient:
+                    raise
+                logger.info("revoking an unfinished acquire of %r failed, retrying: %s", key, error)
+            else:
+                if outcome.applied:
+                    return
+                found = outcome.record or await self._read_quietly(key)
+                if not isinstance(found, _Unreadable):
+                    current = () if found is None else found.revoked
+                    if token in current:
+                        return  # an earlier send of ours applied
+                    previous = current  # another undo came first: add ours to its list
+                    continue
+            await anyio.sleep(self._backoff_delay(failures))
+            failures += 1
 
     async def _release_quietly(self, lease: Lease) -> None:
         try:

@@ -66,6 +66,7 @@ ATTRIBUTE_ROLES: Final = (
     "data",  # user data as a JSON string (S)
     "released",  # token of the last release: tells a retried release it already applied (S)
     "released_before",  # the release marker as the last grant found it: one more step back (S)
+    "revoked",  # tokens of undone acquires, newest first: no late write of theirs lands (L)
     "ttl",  # DynamoDB TTL attribute, epoch seconds: cleanup only, never read (N)
 )
 
@@ -84,6 +85,8 @@ _SERVER_ERRORS: Final = frozenset(
     {"InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException"}
 )
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+# How many undone acquire tokens an item remembers: a late write of any of them is refused.
+REVOKED_KEPT: Final = 16
 _UNSUPPORTED: Final = frozenset({"UnknownOperationException"})
 
 
@@ -101,6 +104,7 @@ class Record:
     data: str | None
     released: str | None
     released_before: str | None = None
+    revoked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +197,10 @@ class Store:
             value = item.get(n[role])
             return None if value is None else int(value["N"])
 
+        def texts(role: str) -> tuple[str, ...]:
+            value = item.get(n[role]) or {}
+            return tuple(str(v["S"]) for v in value.get("L", ()) if "S" in v)
+
         return Record(
             key=str(item[n["key"]]["S"]),
             owner=text("owner"),
@@ -204,6 +212,7 @@ class Store:
             data=text("data"),
             released=text("released"),
             released_before=text("released_before"),
+            revoked=texts("revoked"),
         )
 
     # -- the lease operations (one request each) --------------------------------------
@@ -279,15 +288,37 @@ class Store:
             key, expression, _with_data({":tok": {"S": token}}, data)
         )
 
-    async def break_lease(self, key: str, *, marker: str) -> Record | None:
-        """Clear whoever holds `key`; return the record as it was, or None if nobody held it."""
+    async def break_lease(self, key: str, *, token: str, marker: str) -> Outcome:
+        """Clear the hold of `token` on `key`, leaving `marker` as the release marker.
+
+        Conditioned on that very holder, so a re-sent break never touches the next one.
+        An applied outcome carries the record as it was before the break.
+        """
         expression = _Expression(
-            "SET #rel = :mark REMOVE #tok", "attribute_exists(#tok)", self._names("tok", "rel")
+            "SET #rel = :mark REMOVE #tok", "#tok = :tok", self._names("tok", "rel")
         )
-        outcome = await self._conditional_update(
-            key, expression, {":mark": {"S": marker}}, return_values="ALL_OLD"
+        return await self._conditional_update(
+            key, expression, {":tok": {"S": token}, ":mark": {"S": marker}}, return_values="ALL_OLD"
         )
-        return outcome.record if outcome.applied else None
+
+    async def revoke(self, key: str, *, token: str, previous: tuple[str, ...]) -> Outcome:
+        """Add `token` to the item's undone tokens, if they still are `previous`.
+
+        Keeps the newest `REVOKED_KEPT`. The acquire condition refuses a revoked token, so a
+        write of an undone acquire that is still in the network can no longer land. The
+        condition on `previous` makes the write safe to re-send and to race with another;
+        since every change puts a unique token first, the first element stands for the
+        list (some emulators cannot compare whole lists).
+        """
+        kept = [{"S": t} for t in (token, *previous)[:REVOKED_KEPT]]
+        values: dict[str, Any] = {":rvk": {"L": kept}}
+        if previous:
+            condition = "#rvk[0] = :newest"
+            values[":newest"] = {"S": previous[0]}
+        else:
+            condition = "attribute_not_exists(#rvk)"
+        expression = _Expression("SET #rvk = :rvk", condition, self._names("rvk"))
+        return await self._conditional_update(key, expression, values)
 
     async def get(self, key: str) -> Record | None:
         """Read the item for `key` with a strongly consistent read."""
@@ -401,6 +432,7 @@ class Store:
             "fen": "fence",
             "rel": "released",
             "rlb": "released_before",
+            "rvk": "revoked",
             "dat": "data",
         }
         return {f"#{alias}": self.names[roles[alias]] for alias in aliases}
@@ -431,8 +463,12 @@ class Store:
                 # the previous holder still recognises its own after this holder releases.
                 "#rlb = if_not_exists(#rel, :none)",
             ]
-            condition = f"({' OR '.join(free)}) AND (attribute_not_exists(#rel) OR #rel <> :tok)"
-            aliases = ["tok", "own", "ver", "exp", "dur", "ttl", "fen", "rel", "rlb"]
+            condition = (
+                f"({' OR '.join(free)}) AND (attribute_not_exists(#rel) OR #rel <> :tok)"
+                # An undone acquire of ours must not land late.
+                " AND NOT contains(#rvk, :tok)"
+            )
+            aliases = ["tok", "own", "ver", "exp", "dur", "ttl", "fen", "rel", "rlb", "rvk"]
         elif operation == "refresh":
             sets = ["#ver = :ver", "#exp = :exp", "#dur = :dur", "#ttl = :ttl"]
             condition = "#tok = :tok"

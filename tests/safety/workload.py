@@ -32,7 +32,7 @@ from typing import Any
 import anyio
 from emulators import create_lease_table, dynamodb_local_server, make_client
 
-from aiolease import LeaseHeldError, LeaseLostError, LeaseManager
+from aiolease import LeaseEvent, LeaseHeldError, LeaseLostError, LeaseManager
 
 from .checker import Bounds, check, figures
 from .logs import EventLog, Logs, load
@@ -361,14 +361,13 @@ def _bounds() -> Bounds:
     return Bounds(CONTROL_TTL, CONTROL_SKEW, CONTROL_POLL)
 
 
-async def _hold_and_write(worker: Worker, key: str, seconds: float, started: anyio.Event) -> None:
+async def _hold_and_write(worker: Worker, key: str, seconds: float) -> None:
     """Hold ``key`` for ``seconds``, writing every 20 ms (each after ``ensure_held``)."""
     stopped: list[float] = []
     gid = None
     try:
         async with worker.manager.lease(key, timeout=5) as lease:
             gid = worker.log_grant(lease, 0)
-            started.set()
             try:
                 end = time.monotonic() + seconds
                 while time.monotonic() < end:
@@ -384,10 +383,11 @@ async def _hold_and_write(worker: Worker, key: str, seconds: float, started: any
         worker.log_end(gid, outcome, stopped)
 
 
-async def _take_over(worker: Worker, key: str, started: anyio.Event) -> None:
-    """Once the holder has started, try once to take ``key``; if granted, write and release."""
-    await started.wait()
-    await anyio.sleep(0.3)
+async def _take_over(worker: Worker, key: str, refreshed: anyio.Event) -> None:
+    """Right after the holder's first refresh, try once to take ``key``; if granted, write
+    and release. The holder's next heartbeat is a full interval away, so it keeps writing
+    meanwhile unless the take-over was refused."""
+    await refreshed.wait()
     try:
         async with worker.manager.lease(key, timeout=0) as lease:
             gid = worker.log_grant(lease, 0)
@@ -407,14 +407,21 @@ async def _contended(
 ) -> list[str]:
     key = f"control:{uuid.uuid4().hex[:8]}"
     create(directory / "resource.sqlite3")
-    holder = Worker(_control_config("holder", key, directory, endpoint_url, table), client)
+    refreshed = anyio.Event()
+
+    def on_event(event: LeaseEvent) -> None:
+        if event.kind == "refreshed":
+            refreshed.set()
+
+    holder = Worker(
+        _control_config("holder", key, directory, endpoint_url, table), client, hooks=[on_event]
+    )
     other = contender(_control_config("contender", key, directory, endpoint_url, table))
     with _workers(holder, other):
         holder.log.emit("worker", name="holder")
-        started = anyio.Event()
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(_hold_and_write, holder, key, 2.0, started)
-            task_group.start_soon(_take_over, other, key, started)
+            task_group.start_soon(_hold_and_write, holder, key, 2.0)
+            task_group.start_soon(_take_over, other, key, refreshed)
     logs = load(directory, directory / "resource.sqlite3")
     return check(logs, _bounds())
 
