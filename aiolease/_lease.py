@@ -36,6 +36,7 @@ class LeaseInfo:
 
 class _State(enum.Enum):
     HELD = "held"
+    RELEASING = "releasing"  # a release has started: no longer held, not yet settled
     RELEASED = "released"
     LOST = "lost"
 
@@ -69,10 +70,11 @@ class Lease:
         "_on_lost",
         "_safety_margin",
         "_scopes",
+        "_sequence",
         "_settled",
         "_state",
+        "_store_released",
         "_valid_until",
-        "_version",
         "_write_lock",
         "data",
         "expires_at",
@@ -101,12 +103,14 @@ class Lease:
         self.ttl: float = ttl
         self.data: Any = decode_data(record.data)
         self.expires_at: datetime = utc_from_ms(record.expires_at_ms or 0)
-        self._version = record.version
+        # Order of this holder's writes: the store refuses one older than the last applied.
+        self._sequence = record.sequence or 0
         self._safety_margin = safety_margin
         self._heartbeat_interval = heartbeat_interval
         self._last_sent = sent_at
         self._valid_until = sent_at + ttl - safety_margin
         self._state = _State.HELD
+        self._store_released = False  # a release of ours has settled in the store
         self._lost: LeaseLostError | None = None
         self._last_failure: LeaseError | None = None  # the latest failed refresh, for context
         # Made on first use: most leases never need them, and thousands may be held.
@@ -126,7 +130,7 @@ class Lease:
 
     @property
     def held(self) -> bool:
-        """True while neither released nor lost and the local deadline has not passed."""
+        """True until a release starts or the lease is lost, and inside the local deadline."""
         return self._state is _State.HELD and anyio.current_time() < self._valid_until
 
     @property
@@ -147,13 +151,8 @@ class Lease:
             self._mark_lost("expired", "its local deadline passed without a successful refresh")
         if self._lost is not None:
             raise self._lost
-        if self._state is _State.RELEASED:
-            raise LeaseLostError(
-                f"lease {self.key!r} (fence {self.fence}) was released",
-                key=self.key,
-                fence=self.fence,
-                reason="released",
-            )
+        if self._state is not _State.HELD:
+            raise self._released_error()
 
     async def wait_lost(self) -> LeaseLostError:
         """Wait until the lease is lost or released and return why.
@@ -169,18 +168,32 @@ class Lease:
                 self._mark_lost("expired", "its local deadline passed without a successful refresh")
         if self._lost is not None:
             return self._lost
+        return self._released_error()
+
+    # -- used by the manager ----------------------------------------------------------
+
+    def _released_error(self) -> LeaseLostError:
+        done = "is being released" if self._state is _State.RELEASING else "was released"
         return LeaseLostError(
-            f"lease {self.key!r} (fence {self.fence}) was released",
+            f"lease {self.key!r} (fence {self.fence}) {done}",
             key=self.key,
             fence=self.fence,
             reason="released",
         )
 
-    # -- used by the manager ----------------------------------------------------------
-
     def _active(self) -> bool:
         """Neither released nor lost (the local deadline is not considered)."""
         return self._state is _State.HELD
+
+    def _settled_in_store(self) -> bool:
+        """Nothing of ours can be left on the item: released, or the store showed another state.
+
+        A lease lost only to its local deadline may still stand in the store (a refresh
+        answered too late applied), so it still needs its release.
+        """
+        if self._store_released:
+            return True
+        return self._lost is not None and self._lost.reason != "expired"
 
     def _writes(self) -> anyio.Lock:
         """The lock that keeps this lease's refreshes and its release one at a time."""
@@ -188,8 +201,8 @@ class Lease:
             self._write_lock = anyio.Lock(fast_acquire=True)
         return self._write_lock
 
-    def _renewed(self, record: Record, *, sent_at: float) -> None:
-        self._version = record.version
+    def _renewed(self, record: Record, *, sent_at: float, sequence: int) -> None:
+        self._sequence = sequence
         self._last_sent = sent_at
         self._valid_until = sent_at + self.ttl - self._safety_margin
         if record.expires_at_ms is not None:
@@ -217,8 +230,15 @@ class Lease:
             reason=reason,
         )
 
-    def _mark_released(self) -> None:
+    def _mark_releasing(self) -> None:
+        """A release has started: from now on the holder's view is "not held"."""
         if self._state is _State.HELD:
+            self._state = _State.RELEASING
+            self._settle(cancel_body=False)
+
+    def _mark_released(self) -> None:
+        self._store_released = True
+        if self._state in {_State.HELD, _State.RELEASING}:
             self._state = _State.RELEASED
             self._settle(cancel_body=False)
 

@@ -37,14 +37,16 @@ from ._exceptions import (
 )
 from ._lease import Lease, LeaseInfo, _State, decode_data, utc_from_ms
 from ._shield import shielded
-from ._store import UNSET, DataUpdate, DynamoDBClient, Outcome, Record, Store, _Unset
+from ._store import RESTORE, UNSET, DataUpdate, DynamoDBClient, Outcome, Record, Store, _Unset
 
 __all__ = ["LeaseManager"]
 
 logger = logging.getLogger("aiolease")
 
 _MAX_KEY_BYTES: Final = 2048  # DynamoDB's limit for a partition key value
-_MAX_DATA_BYTES: Final = 350_000  # leaves room under DynamoDB's 400 KB item limit
+# An acquire keeps the data it found beside its own until the grant is settled (for its
+# undo): two copies and the lease attributes must fit DynamoDB's 400 KB item limit.
+_MAX_DATA_BYTES: Final = 170_000
 _TABLE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _FIRST_BACKOFF: Final = 0.05
 _EXPIRED_RELEASE_TIMEOUT: Final = 1.0
@@ -89,6 +91,9 @@ class _Acquisition:
     failures: int = 0
     maybe_ours: bool = False  # a write of ours may be in force: undo unless handed out
     in_flight: bool = False
+    # A send of ours may still arrive (unanswered, or re-sent by the SDK): undo (revoke)
+    # unless handed out, even after a refusal.
+    in_network: bool = False
     # Send time of the earliest attempt with this version whose outcome is unknown: a
     # waiter may have started timing the version from then, so our deadline must too.
     unknown_since: float | None = None
@@ -97,21 +102,27 @@ class _Acquisition:
     def unknown(self, sent_at: float) -> None:
         """Note an attempt that may have been applied although we got no answer."""
         self.maybe_ours = True
+        self.in_network = True
         if self.unknown_since is None:
             self.unknown_since = sent_at
 
     def refused(self, fresh_version: str) -> None:
-        """The store refused the attempt: nothing of ours is in force.
+        """The store refused the attempt and the item is not ours: nothing of ours is in force.
 
-        (The condition accepts our own token, so a refusal means the item is not ours.)
         A waiter may have been timing our version since an earlier attempt applied it
         unanswered and was since taken over: a record version is written by at most one
         grant, so the next attempt writes `fresh_version`.
         """
         self.maybe_ours = False
-        self.unknown_since = None
         self.failures = 0
+        self.unknown_since = None
         self.version = fresh_version
+
+    def restart(self, token: str, version: str) -> None:
+        """Go on as a new acquire, after a grant of ours that could not be handed out was undone."""
+        self.token, self.version = token, version
+        self.maybe_ours = self.in_network = False
+        self.unknown_since = None
 
     def observe(self, holder: Record, now: float) -> None:
         """Start timing `holder`'s version, unless it is the one already being timed."""
@@ -355,11 +366,14 @@ class LeaseManager:
             await self._renew(lease, payload, retry_permanent=False)
 
     async def release(self, lease: Lease, *, data: Any = UNSET) -> bool:
-        """Give `lease` up; return False if it was no longer ours.
+        """Give `lease` up; return False if it was no longer ours or is already released.
 
-        Stops its heartbeat, then clears the holder with one token-conditioned write that
-        keeps the fence (and the data, unless `data` is given). Shielded from cancellation
-        and bounded by `release_timeout`; raises `LeaseStoreError` if it could not complete.
+        From the moment it starts the lease is no longer held (`held` is False). Stops its
+        heartbeat, then clears the holder with one token-conditioned write that keeps the
+        fence (and the data, unless `data` is given). Shielded from cancellation and bounded
+        by `release_timeout`; raises `LeaseStoreError` if it could not complete, and can then
+        be called again to finish. Of concurrent calls, one does the work; the others
+        return False.
         """
         _check_lease(lease)
         return await self._release(lease, _encode_data(data))
@@ -367,8 +381,8 @@ class LeaseManager:
     async def break_lease(self, key: str) -> LeaseInfo | None:
         """Force-release `key` whoever holds it (an operator's tool); return who held it.
 
-        Reads the holder, then clears exactly that holder's token: a break the SDK
-        re-sends never breaks the next holder. Returns None if nobody held the key, or if
+        Reads the holder, then clears exactly that grant (its token and fence): a break the
+        SDK re-sends never breaks the next holder. Returns None if nobody held the key, or if
         the holder it found let go before the break landed. The fence is kept, so the
         next holder's fence is still higher. The former holder finds out at its next
         refresh (reason ``"released"``).
@@ -379,7 +393,9 @@ class LeaseManager:
         if found is None or found.token is None:
             return None
         marker = f"!broken:{self._new_token()}"
-        outcome = await self._store.break_lease(key, token=found.token, marker=marker)
+        outcome = await self._store.break_lease(
+            key, token=found.token, fence=found.fence, marker=marker
+        )
         if outcome.applied:
             return _info(outcome.record or found)
         # Refused: our marker on the item means an earlier send of this break applied.
@@ -432,8 +448,8 @@ class LeaseManager:
                     raise self._give_up(key, limit, state)  # noqa: TRY301 (undo below applies)
                 await anyio.sleep(min(result, give_up_at - now))
         except BaseException as error:
-            if state.maybe_ours or state.in_flight:
-                await self._undo(key, state.token)
+            if state.maybe_ours or state.in_flight or state.in_network:
+                await self._undo(key, state.token, data)
             if self._hooks and state.contended:
                 reason = "timeout" if isinstance(error, LeaseHeldError) else "failed"
                 waited = anyio.current_time() - started
@@ -473,67 +489,100 @@ class LeaseManager:
     ) -> Lease | float:
         """One acquire request: the lease, or how long to wait before the next try."""
         state.failure = None
-        sent_at = anyio.current_time()
         if (
             state.unknown_since is not None
-            and sent_at - state.unknown_since >= timing.ttl - timing.safety_margin
+            and anyio.current_time() - state.unknown_since >= timing.ttl - timing.safety_margin
         ):
-            # A grant of this version could no longer be handed out: write a new version,
-            # whose validity counts from this attempt.
-            state.version = self._new_token()
-            state.unknown_since = None
+            # A grant of this token could no longer be handed out: undo whatever of it is
+            # in force and go on with a fresh token, whose validity counts from its own send.
+            await self._abandon(key, state, data)
+        sent_at = anyio.current_time()
         outcome = await self._acquire_once(
             key, state, timing, data, self._request_allowance(limit, give_up_at - sent_at)
         )
-        received_at = anyio.current_time()
         if outcome is None:
             state.unknown(sent_at)
             if state.failure is None:  # the request got no answer in the time allowed
-                state.failure = _no_answer("UpdateItem", received_at - sent_at)
+                state.failure = _no_answer("UpdateItem", anyio.current_time() - sent_at)
             return self._next_backoff(state)
-        if outcome.applied:
-            assert outcome.record is not None  # noqa: S101
-            # Count from the earliest attempt that may have written this version.
-            since = sent_at if state.unknown_since is None else state.unknown_since
-            if received_at < since + timing.ttl - timing.safety_margin:
-                state.maybe_ours = False
-                return Lease(
-                    record=outcome.record,
-                    ttl=timing.ttl,
-                    sent_at=since,
-                    safety_margin=timing.safety_margin,
-                    heartbeat_interval=timing.heartbeat_interval,
-                )
-            # The answer came after the lease it granted had run out: not handed out.
-            # The next attempt re-takes it, since our own token satisfies the condition.
-            state.unknown(sent_at)
-            state.failure = LeaseStoreError(
-                f"UpdateItem answered after {received_at - sent_at:.3f} s, longer than the "
-                f"lease lasts ({timing.ttl - timing.safety_margin:.3f} s)",
-                operation="UpdateItem",
-                transient=True,
-                maybe_applied=True,
-            )
-            return self._next_backoff(state)
+        granted: Record | _Unreadable | None = outcome.record
+        if not outcome.applied:
+            granted = outcome.record or await self._read_quietly(key)
+            if not isinstance(granted, Record) or granted.token != state.token:
+                return self._contended(key, granted, state, resent=outcome.resent)
+            if granted.version != state.version:
+                # An older write of this acquire landed late: undo it, start afresh.
+                await self._abandon(key, state, data)
+                return self._next_backoff(state)
+            # Refused, yet our token and version are in force: an earlier send of this write
+            # (ours, or the SDK's re-send of this one) applied. That is our grant.
+        assert isinstance(granted, Record)  # noqa: S101
+        lease = self._hand_out(granted, state, timing, sent_at)
+        if lease is not None:
+            return lease
+        # The answer came after the lease it granted had run out: not handed out.
+        received_at = anyio.current_time()
+        await self._abandon(key, state, data)
+        state.failure = LeaseStoreError(
+            f"UpdateItem answered after {received_at - sent_at:.3f} s, longer than the "
+            f"lease lasts ({timing.ttl - timing.safety_margin:.3f} s)",
+            operation="UpdateItem",
+            transient=True,
+            maybe_applied=True,
+        )
+        return self._next_backoff(state)
+
+    def _hand_out(
+        self, record: Record, state: _Acquisition, timing: _Timing, sent_at: float
+    ) -> Lease | None:
+        """The lease granted in `record`, or None if its answer came too late to use it."""
+        # Count from the earliest attempt that may have written this version.
+        since = sent_at if state.unknown_since is None else state.unknown_since
+        if anyio.current_time() >= since + timing.ttl - timing.safety_margin:
+            return None
+        lease = Lease(
+            record=record,
+            ttl=timing.ttl,
+            sent_at=since,
+            safety_margin=timing.safety_margin,
+            heartbeat_interval=timing.heartbeat_interval,
+        )
+        state.maybe_ours = state.in_network = False
+        return lease
+
+    async def _abandon(self, key: str, state: _Acquisition, data: DataUpdate) -> None:
+        """Undo a grant of ours that can no longer be handed out; go on with a fresh token.
+
+        Re-taking it with the same token would write the data found a second time over
+        what the undo must put back; a fresh token is a fresh grant, applied exactly once.
+        """
+        await self._undo(key, state.token, data)
+        state.restart(self._new_token(), self._new_token())
+
+    def _contended(
+        self, key: str, found: Record | _Unreadable | None, state: _Acquisition, *, resent: bool
+    ) -> float:
+        """After a refusal that is not ours: note the holder, and how long to wait."""
+        if resent:
+            state.in_network = True  # an earlier send of this attempt may yet arrive
         state.refused(self._new_token())
-        read = outcome.record or await self._read_quietly(key)
-        if isinstance(read, _Unreadable):
+        if isinstance(found, _Unreadable):
             return self.poll_interval
-        state.holder = read
-        if read is None or read.token is None:
+        state.holder = found
+        if found is None or found.token is None:
             return self._next_backoff(state)  # freed in between: try again soon
         now = anyio.current_time()
-        state.observe(read, now)
+        state.observe(found, now)
         state.contended += 1
-        retry_after = self._retry_after(read, state.observed, now)
+        retry_after = self._retry_after(found, state.observed, now)
         if self._hooks:
             self._emit(
                 LeaseEvent(
                     "contended",
                     key,
                     self.owner,
-                    fence=read.fence,
-                    holder=read.owner,
+                    fence=found.fence,
+                    holder=found.owner,
                     retry_after=retry_after,
                 )
             )
@@ -640,16 +689,18 @@ class LeaseManager:
             retry_after=retry_after,
         )
 
-    async def _undo(self, key: str, token: str) -> None:
+    async def _undo(self, key: str, token: str, data: DataUpdate) -> None:
         """Release a grant we may have won but will not hand out (shielded, bounded).
 
         First the token is revoked on the item, so that a write of this acquire still in
-        the network cannot land afterwards; then whatever of ours did land is released.
+        the network cannot land afterwards; then whatever of ours did land is released,
+        with the data it found put back if the acquire wrote any.
         """
+        restore = UNSET if isinstance(data, _Unset) else RESTORE
 
         async def undo() -> bool:
             await self._revoke(key, token)
-            return await self._release_with_retries(key, token, UNSET)
+            return await self._release_with_retries(key, token, restore)
 
         try:
             finished, _ = await shielded(undo, timeout=self.release_timeout)
@@ -713,7 +764,7 @@ class LeaseManager:
             while due and due[0][0] <= now + _HEARTBEAT_GRAIN and started < _HEARTBEAT_BATCH:
                 _, _, lease, planned_from = heapq.heappop(due)
                 if not lease._active():  # noqa: SLF001
-                    self._tracked.discard(lease)
+                    self._forget_if_settled(lease)
                 elif lease._last_sent != planned_from:  # noqa: SLF001
                     self._enqueue(lease)  # refreshed meanwhile by a direct refresh()
                 else:
@@ -736,24 +787,38 @@ class LeaseManager:
         if lease._active() and self._task_group is not None:  # noqa: SLF001
             self._enqueue(lease)
         else:
+            self._forget_if_settled(lease)
+
+    def _forget_if_settled(self, lease: Lease) -> None:
+        """Stop tracking `lease` unless it may still stand in the store.
+
+        A lease lost to its deadline (a refresh answered too late may have applied) stays
+        tracked, so that the manager's exit releases it rather than leave the key blocked.
+        """
+        if lease._settled_in_store():  # noqa: SLF001
             self._tracked.discard(lease)
 
     async def _renew(self, lease: Lease, data: DataUpdate, *, retry_permanent: bool) -> None:
         """One logical refresh, retried until the local deadline; the caller holds the lock."""
         version = self._new_token()
+        # Later than every write of ours so far, sent or not: taken before the first send,
+        # so that a refresh that never finishes cannot leave its number to a later one.
+        sequence = lease._sequence = lease._sequence + 1  # noqa: SLF001
         failures = 0
         started = anyio.current_time()
         # Send time of the earliest unanswered attempt: waiters may time the new version
         # from then, so the renewed deadline counts from there.
         unknown_since: float | None = None
         while True:
+            if not lease._active():  # noqa: SLF001  (a release started, or it was lost)
+                raise lease._lost or lease._released_error()  # noqa: SLF001
             sent_at = anyio.current_time()
             if sent_at >= lease._valid_until:  # noqa: SLF001
                 lost = lease._mark_lost(  # noqa: SLF001
                     "expired", "its local deadline passed before a refresh succeeded"
                 )
                 raise lost from lease._last_failure  # noqa: SLF001
-            outcome = await self._refresh_once(lease, version, data, retry_permanent)
+            outcome = await self._refresh_once(lease, version, sequence, data, retry_permanent)
             if outcome is None:
                 unknown_since = sent_at if unknown_since is None else unknown_since
                 remaining = lease._valid_until - anyio.current_time()  # noqa: SLF001
@@ -770,7 +835,7 @@ class LeaseManager:
                 )
             assert outcome.record is not None  # noqa: S101
             since = sent_at if unknown_since is None else unknown_since
-            lease._renewed(outcome.record, sent_at=since)  # noqa: SLF001
+            lease._renewed(outcome.record, sent_at=since, sequence=sequence)  # noqa: SLF001
             if self._hooks:
                 duration = anyio.current_time() - started
                 self._emit(
@@ -781,7 +846,7 @@ class LeaseManager:
             return
 
     async def _refresh_once(
-        self, lease: Lease, version: str, data: DataUpdate, retry_permanent: bool
+        self, lease: Lease, version: str, sequence: int, data: DataUpdate, retry_permanent: bool
     ) -> Outcome | None:
         """One refresh request bounded by the local deadline; None when it got no answer."""
         wall = self._wall_clock()
@@ -794,6 +859,7 @@ class LeaseManager:
                     expires_at_ms=math.ceil((wall + lease.ttl) * 1000),
                     duration_ms=math.ceil(lease.ttl * 1000),
                     ttl_epoch_s=math.ceil(wall + lease.ttl + self.ttl_buffer),
+                    sequence=sequence,
                     data=data,
                 )
             except TableNotFoundError as error:
@@ -823,28 +889,34 @@ class LeaseManager:
     # -- releasing ------------------------------------------------------------------------
 
     async def _release(self, lease: Lease, data: DataUpdate) -> bool:
-        if lease._state is _State.RELEASED:  # noqa: SLF001
-            return False
-        lost = lease._lost  # noqa: SLF001
-        if lost is not None and lost.reason != "expired":
-            return False  # the store already showed someone else's state: nothing to clear
-        in_time = lease._state is _State.HELD and lease.remaining > 0  # noqa: SLF001
+        """The release path: one call does the work, under the lease's write lock.
+
+        From the moment it starts the holder's view is "not held" (`held` is False and
+        `ensure_held()` raises), whether or not the write completes; a call after one that
+        gave up finishes the job. Any other call, concurrent or later, returns False.
+        """
+        if lease._settled_in_store():  # noqa: SLF001
+            return False  # released already, or the store showed someone else's state
+        in_time = lease._lost is None and anyio.current_time() < lease._valid_until  # noqa: SLF001
         timeout = (
             self.release_timeout if in_time else min(self.release_timeout, _EXPIRED_RELEASE_TIMEOUT)
         )
-        if lease._heartbeat_scope is not None:  # noqa: SLF001
-            lease._heartbeat_scope.cancel()  # noqa: SLF001
+        lease._mark_releasing()  # noqa: SLF001  (also stops its heartbeat)
 
         async def release() -> bool:
-            async with lease._writes():  # noqa: SLF001  (waits out an in-flight refresh)
+            async with lease._writes():  # noqa: SLF001  (waits out a refresh or another release)
+                if lease._settled_in_store():  # noqa: SLF001
+                    return False  # another call released it meanwhile
                 released = await self._release_with_retries(
                     lease.key,
                     lease.token,
                     data,
                     valid_until=lease._valid_until,  # noqa: SLF001
                 )
-            # Settled here, inside the shield, even if the caller is cancelled meanwhile.
-            lease._mark_released()  # noqa: SLF001
+                # Settled here, inside the shield, even if the caller is cancelled meanwhile.
+                lease._mark_released()  # noqa: SLF001
+                if released and (data is None or isinstance(data, str)):
+                    lease.data = decode_data(data)
             self._tracked.discard(lease)
             if self._hooks:
                 self._emit(
@@ -857,8 +929,6 @@ class LeaseManager:
                         released=released,
                     )
                 )
-            if released and not isinstance(data, _Unset):
-                lease.data = decode_data(data)
             return released
 
         finished, released = await shielded(release, timeout=timeout)
@@ -896,6 +966,7 @@ class LeaseManager:
                 continue
             if outcome.applied:
                 return True
+            maybe_applied = maybe_applied or outcome.resent  # an earlier send of the SDK's
             # Judged by when the refusal came back: a retry sent in time but held in the
             # network may be refused by a holder that legitimately took over meanwhile.
             if maybe_applied and valid_until is not None and anyio.current_time() < valid_until:
@@ -1174,8 +1245,9 @@ def _encode_data(data: object) -> DataUpdate:
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > _MAX_DATA_BYTES:
         raise LeaseConfigError(
-            f"data is {size} bytes as JSON; at most {_MAX_DATA_BYTES} fit in a DynamoDB item: "
-            "store a reference (for example an S3 key) instead"
+            f"data is {size} bytes as JSON; at most {_MAX_DATA_BYTES} are allowed (an acquire "
+            "keeps the previous data beside it until the grant is settled, and both must fit "
+            "in one DynamoDB item): store a reference (for example an S3 key) instead"
         )
     return text
 

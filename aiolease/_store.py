@@ -64,6 +64,8 @@ ATTRIBUTE_ROLES: Final = (
     "expires_at",  # holder's wall clock at send time plus ttl, epoch milliseconds (N)
     "duration",  # the lease's ttl in milliseconds, for the version rule (N)
     "data",  # user data as a JSON string (S)
+    "data_before",  # the data as the current grant found it, for its undo (S; NULL: none)
+    "sequence",  # order of the holder's writes: an older one arriving late is refused (N)
     "released",  # token of the last release: tells a retried release it already applied (S)
     "released_before",  # the release marker as the last grant found it: one more step back (S)
     "revoked",  # tokens of undone acquires, newest first: no late write of theirs lands (L)
@@ -105,6 +107,7 @@ class Record:
     released: str | None
     released_before: str | None = None
     revoked: tuple[str, ...] = ()
+    sequence: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +116,13 @@ class Outcome:
 
     `record` is None after a refusal when the server did not return the item (some
     emulators ignore ``ReturnValuesOnConditionCheckFailure``) or when it does not exist.
+    `resent` says the SDK sent the request more than once: an earlier send may have
+    applied, or may still be in the network.
     """
 
     applied: bool
     record: Record | None
+    resent: bool = False
 
 
 class _Unset:
@@ -126,8 +132,17 @@ class _Unset:
         return "UNSET"
 
 
+class _Restore:
+    """Marker for "put back the data the grant found" (an acquire's undo)."""
+
+    def __repr__(self) -> str:
+        return "RESTORE"
+
+
 UNSET: Final = _Unset()
-DataUpdate = str | None | _Unset  # JSON text to store, None to remove, UNSET to keep
+RESTORE: Final = _Restore()
+# JSON text to store, None to remove, UNSET to keep, RESTORE to undo an acquire's data.
+DataUpdate = str | None | _Unset | _Restore
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +157,8 @@ class _Expression:
 def _data_kind(data: DataUpdate) -> str:
     if isinstance(data, str):
         return "set"
+    if isinstance(data, _Restore):
+        return "restore"
     return "remove" if data is None else "keep"
 
 
@@ -213,6 +230,7 @@ class Store:
             released=text("released"),
             released_before=text("released_before"),
             revoked=texts("revoked"),
+            sequence=number("sequence"),
         )
 
     # -- the lease operations (one request each) --------------------------------------
@@ -232,12 +250,15 @@ class Store:
         fence_seed: int,
         data: DataUpdate,
     ) -> Outcome:
-        """Take the lease if free, expired, unchanged since `seen_version`, or already ours.
+        """Take the lease if free, expired, or unchanged since `seen_version`.
 
-        "Already ours" makes a retry after a lost response succeed instead of waiting out
-        our own lease; a release marker with our token stops a stale retry from reviving a
-        lease we have since released. The fence grows by one from its stored value, or
-        starts at `fence_seed` when the item (or its fence) is missing.
+        Never applies twice: a re-send of a write already in force is refused, and the
+        refusal returns our own token and version, by which the caller recognises its
+        grant. A release marker with our token, or our token among the revoked, stops a
+        stale write from reviving a lease we have released or undone. The fence grows by
+        one from its stored value, or starts at `fence_seed` when the item (or its fence)
+        is missing. The holder's write sequence starts at 1. Given data, the data found is
+        kept in `data_before` for the undo.
         """
         values: dict[str, Any] = {
             ":tok": {"S": token},
@@ -265,11 +286,17 @@ class Store:
         expires_at_ms: int,
         duration_ms: int,
         ttl_epoch_s: int,
+        sequence: int,
         data: DataUpdate,
     ) -> Outcome:
-        """Extend the lease held with `token`, writing a new record version."""
+        """Extend the lease held with `token`, writing a new record version.
+
+        Refused if a write of ours with a later `sequence` has applied: a refresh that
+        arrives late never rolls the item back.
+        """
         values: dict[str, Any] = {
             ":tok": {"S": token},
+            ":seq": {"N": str(sequence)},
             ":ver": {"S": version},
             ":exp": {"N": str(expires_at_ms)},
             ":dur": {"N": str(duration_ms)},
@@ -281,25 +308,31 @@ class Store:
     async def release(self, key: str, *, token: str, data: DataUpdate) -> Outcome:
         """Clear the holder if it is still `token`, leaving `token` as the release marker.
 
-        The item, its fence and (unless `data` says otherwise) its data are kept.
+        The item, its fence and (unless `data` says otherwise) its data are kept; RESTORE
+        puts back the data the grant found.
         """
+        values: dict[str, Any] = {":tok": {"S": token}}
+        if isinstance(data, _Restore):
+            values[":none"] = {"NULL": True}
         expression = self._expression("release", data)
-        return await self._conditional_update(
-            key, expression, _with_data({":tok": {"S": token}}, data)
-        )
+        return await self._conditional_update(key, expression, _with_data(values, data))
 
-    async def break_lease(self, key: str, *, token: str, marker: str) -> Outcome:
-        """Clear the hold of `token` on `key`, leaving `marker` as the release marker.
+    async def break_lease(self, key: str, *, token: str, fence: int | None, marker: str) -> Outcome:
+        """Clear the grant of `token` with `fence` on `key`, leaving `marker` as release marker.
 
-        Conditioned on that very holder, so a re-sent break never touches the next one.
-        An applied outcome carries the record as it was before the break.
+        Conditioned on that very grant, so a re-sent break never touches the next one (nor
+        a later grant of the same token). An applied outcome carries the record as it was.
         """
+        values: dict[str, Any] = {":tok": {"S": token}, ":mark": {"S": marker}}
+        if fence is None:
+            condition = "#tok = :tok AND attribute_not_exists(#fen)"
+        else:
+            condition = "#tok = :tok AND #fen = :fen"
+            values[":fen"] = {"N": str(fence)}
         expression = _Expression(
-            "SET #rel = :mark REMOVE #tok", "#tok = :tok", self._names("tok", "rel")
+            "SET #rel = :mark REMOVE #tok", condition, self._names("tok", "rel", "fen")
         )
-        return await self._conditional_update(
-            key, expression, {":tok": {"S": token}, ":mark": {"S": marker}}, return_values="ALL_OLD"
-        )
+        return await self._conditional_update(key, expression, values, return_values="ALL_OLD")
 
     async def revoke(self, key: str, *, token: str, previous: tuple[str, ...]) -> Outcome:
         """Add `token` to the item's undone tokens, if they still are `previous`.
@@ -433,6 +466,8 @@ class Store:
             "rel": "released",
             "rlb": "released_before",
             "rvk": "revoked",
+            "dbf": "data_before",
+            "seq": "sequence",
             "dat": "data",
         }
         return {f"#{alias}": self.names[roles[alias]] for alias in aliases}
@@ -448,12 +483,14 @@ class Store:
     def _build(self, operation: str, data: str, seen: bool) -> _Expression:
         removes: list[str] = []
         if operation == "acquire":
-            free = ["attribute_not_exists(#tok)", "#tok = :tok", "#exp < :stale"]
-            if seen:
-                free.append("#ver = :seen")
+            # Expired or unchanged: someone else's grant. Ours in force is never re-applied:
+            # the refusal shows it, and the caller recognises it.
+            taken = ["#exp < :stale", "#ver = :seen"] if seen else ["#exp < :stale"]
+            free = ["attribute_not_exists(#tok)", f"(#tok <> :tok AND ({' OR '.join(taken)}))"]
             sets = [
                 "#own = :own",
                 "#tok = :tok",
+                "#seq = :one",
                 "#ver = :ver",
                 "#exp = :exp",
                 "#dur = :dur",
@@ -464,23 +501,34 @@ class Store:
                 "#rlb = if_not_exists(#rel, :none)",
             ]
             condition = (
-                f"({' OR '.join(free)}) AND (attribute_not_exists(#rel) OR #rel <> :tok)"
-                # An undone acquire of ours must not land late.
+                f"({' OR '.join(free)})"
+                # A late write of a lease of ours released up to two grants back, or of an
+                # acquire of ours undone, must not land.
+                " AND (attribute_not_exists(#rel) OR #rel <> :tok)"
+                " AND (attribute_not_exists(#rlb) OR #rlb <> :tok)"
                 " AND NOT contains(#rvk, :tok)"
             )
-            aliases = ["tok", "own", "ver", "exp", "dur", "ttl", "fen", "rel", "rlb", "rvk"]
+            aliases = ["tok", "own", "seq", "ver", "exp", "dur", "ttl", "fen", "rel", "rlb", "rvk"]
+            aliases.append("dbf")
+            if data == "keep":
+                removes.append("#dbf")  # the data stays as it was: nothing to undo
+            else:
+                sets.append("#dbf = if_not_exists(#dat, :none)")
         elif operation == "refresh":
-            sets = ["#ver = :ver", "#exp = :exp", "#dur = :dur", "#ttl = :ttl"]
-            condition = "#tok = :tok"
-            aliases = ["tok", "ver", "exp", "dur", "ttl"]
+            sets = ["#seq = :seq", "#ver = :ver", "#exp = :exp", "#dur = :dur", "#ttl = :ttl"]
+            removes = ["#dbf"]  # the grant was handed out: no undo will need it
+            condition = "#tok = :tok AND #seq <= :seq"
+            aliases = ["tok", "seq", "ver", "exp", "dur", "ttl", "dbf"]
         else:
-            sets, removes = ["#rel = :tok"], ["#tok"]
+            sets, removes = ["#rel = :tok"], ["#tok", "#dbf"]
             condition = "#tok = :tok"
-            aliases = ["tok", "rel"]
+            aliases = ["tok", "rel", "dbf"]
         if data == "set":
             sets.append("#dat = :dat")
         elif data == "remove":
             removes.append("#dat")
+        elif data == "restore":
+            sets.append("#dat = if_not_exists(#dbf, :none)")
         if data != "keep":
             aliases.append("dat")
         update = "SET " + ", ".join(sets)
@@ -513,9 +561,13 @@ class Store:
             error = failure.__cause__
             if _error_code(error) != _CONDITION_FAILED:
                 raise
-            item = getattr(error, "response", {}).get("Item")
-            return Outcome(applied=False, record=self.record(item))
-        return Outcome(applied=True, record=self.record(response.get("Attributes")))
+            answer = getattr(error, "response", {})
+            return Outcome(
+                applied=False, record=self.record(answer.get("Item")), resent=_resent(answer)
+            )
+        return Outcome(
+            applied=True, record=self.record(response.get("Attributes")), resent=_resent(response)
+        )
 
     async def _call(
         self, operation: str, method: Callable[..., Awaitable[Any]], **params: Any
@@ -549,6 +601,11 @@ def _resolve_names(overrides: Mapping[str, str] | None) -> dict[str, str]:
     if len(set(names.values())) != len(names):
         raise LeaseConfigError(f"attribute_names must be distinct, got {names!r}")
     return names
+
+
+def _resent(answer: Mapping[str, Any]) -> bool:
+    """Whether botocore sent the request more than once before this answer."""
+    return bool((answer.get("ResponseMetadata") or {}).get("RetryAttempts"))
 
 
 def _error_code(error: BaseException | None) -> str | None:
@@ -604,6 +661,15 @@ def _translate_client_error(error: ClientError, *, operation: str, table: str) -
         transient = maybe_applied = True
     elif code == _CONDITION_FAILED:
         message = detail
+        transient = maybe_applied = False
+    elif code == "ValidationException" and "maximum allowed size" in detail:
+        message = (
+            f"{operation} on table {table!r} was refused: the item would exceed DynamoDB's "
+            "400 KB limit. An acquire with data= keeps the stored data beside the new data "
+            "until the grant is settled; data stored by an earlier aiolease (limit 350,000 "
+            "bytes) may not leave room. Acquire once without data= and release with "
+            "data=None (or smaller data) to shrink it"
+        )
         transient = maybe_applied = False
     else:
         message = f"{operation} on table {table!r} was refused ({code}): {detail}"

@@ -49,7 +49,8 @@ async def test_refresh_and_release_are_one_conditional_write_each(
 
     await manager.refresh(lease)
     assert [call.operation for call in client.calls] == ["update_item"]
-    assert client.calls[0].params["ConditionExpression"] == "#tok = :tok"
+    # Our token, and no later write of ours applied (a late refresh never rolls back).
+    assert client.calls[0].params["ConditionExpression"] == "#tok = :tok AND #seq <= :seq"
 
     client.calls.clear()
     assert await manager.release(lease) is True
