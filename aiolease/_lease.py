@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from ._store import Record
 
 __all__ = ["Lease", "LeaseInfo"]
+
+logger = logging.getLogger("aiolease")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +44,34 @@ class _State(enum.Enum):
     LOST = "lost"
 
 
+_EARLIEST: Final = datetime.min.replace(tzinfo=UTC)
+_LATEST: Final = datetime.max.replace(tzinfo=UTC)
+
+
 def utc_from_ms(ms: int) -> datetime:
-    """Epoch milliseconds to an aware UTC datetime."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    """Epoch milliseconds to an aware UTC datetime, held to the range datetime can show.
+
+    A stored expiry beyond year 9999 (another writer's, or an absurd ttl of an older
+    version) reads as the latest datetime instead of crashing every reader.
+    """
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return _LATEST if ms > 0 else _EARLIEST
 
 
 def decode_data(raw: str | None) -> Any:
-    """The stored JSON text as a Python value (None when absent)."""
-    return None if raw is None else json.loads(raw)
+    """The stored JSON text as a Python value (None when absent).
+
+    Text that is not JSON (stored by another writer) is returned as the text itself.
+    """
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to read
+        logger.warning("stored data is not JSON that can be read; returned as its text")
+        return raw
 
 
 class Lease:
@@ -61,6 +84,7 @@ class Lease:
     """
 
     __slots__ = (
+        "_deadline",
         "_granted_at",
         "_heartbeat_interval",
         "_heartbeat_scope",
@@ -74,7 +98,8 @@ class Lease:
         "_settled",
         "_state",
         "_store_released",
-        "_valid_until",
+        "_suspended",
+        "_suspended_base",
         "_write_lock",
         "data",
         "expires_at",
@@ -93,6 +118,8 @@ class Lease:
         sent_at: float,
         safety_margin: float,
         heartbeat_interval: float,
+        suspended: Callable[[], float],
+        suspended_at_send: float,
     ) -> None:
         assert record.token is not None  # noqa: S101  (granted records always carry a token)
         assert record.fence is not None  # noqa: S101
@@ -108,7 +135,11 @@ class Lease:
         self._safety_margin = safety_margin
         self._heartbeat_interval = heartbeat_interval
         self._last_sent = sent_at
-        self._valid_until = sent_at + ttl - safety_margin
+        # The deadline on the monotonic clock, which stands still while the host is
+        # suspended: the time suspended since the send is taken off (`_valid_until`).
+        self._deadline = sent_at + ttl - safety_margin
+        self._suspended = suspended
+        self._suspended_base = suspended_at_send
         self._state = _State.HELD
         self._store_released = False  # a release of ours has settled in the store
         self._lost: LeaseLostError | None = None
@@ -157,12 +188,15 @@ class Lease:
     async def wait_lost(self) -> LeaseLostError:
         """Wait until the lease is lost or released and return why.
 
-        Returns at the latest at the local deadline, whether or not a heartbeat runs.
+        Returns at the latest at the local deadline, whether or not a heartbeat runs (after
+        a host suspend, within a heartbeat interval of the resume: the timer runs on the
+        monotonic clock, which stood still meanwhile).
         """
         while self._active():
             if self._settled is None:
                 self._settled = anyio.Event()
-            with anyio.move_on_after(max(0.0, self._valid_until - anyio.current_time())):
+            left = max(0.0, self._valid_until - anyio.current_time())
+            with anyio.move_on_after(min(left, self._heartbeat_interval)):
                 await self._settled.wait()
             if self._active() and anyio.current_time() >= self._valid_until:
                 self._mark_lost("expired", "its local deadline passed without a successful refresh")
@@ -201,10 +235,18 @@ class Lease:
             self._write_lock = anyio.Lock(fast_acquire=True)
         return self._write_lock
 
-    def _renewed(self, record: Record, *, sent_at: float, sequence: int) -> None:
+    @property
+    def _valid_until(self) -> float:
+        """The local deadline on the monotonic clock, less any time the host was suspended."""
+        return self._deadline - max(0.0, self._suspended() - self._suspended_base)
+
+    def _renewed(
+        self, record: Record, *, sent_at: float, suspended_at_send: float, sequence: int
+    ) -> None:
         self._sequence = sequence
         self._last_sent = sent_at
-        self._valid_until = sent_at + self.ttl - self._safety_margin
+        self._deadline = sent_at + self.ttl - self._safety_margin
+        self._suspended_base = suspended_at_send
         if record.expires_at_ms is not None:
             self.expires_at = utc_from_ms(record.expires_at_ms)
         self.data = decode_data(record.data)

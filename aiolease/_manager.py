@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import json
@@ -13,6 +14,7 @@ import re
 import secrets
 import socket
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,7 +25,24 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from ._durations import Duration, optional_seconds, seconds
+from ._clocks import suspend_aware_clock
+from ._durations import (
+    ACQUIRE_TIMEOUT,
+    BACKOFF,
+    HEARTBEAT_INTERVAL,
+    MAX_CLOCK_SKEW,
+    MAX_TTL,
+    POLL_INTERVAL,
+    RELEASE_TIMEOUT,
+    SAFETY_MARGIN,
+    TTL,
+    TTL_BUFFER,
+    Duration,
+    default_safety_margin,
+    least_safety_margin,
+    optional_seconds,
+    seconds,
+)
 from ._events import LeaseEvent
 from ._exceptions import (
     LeaseConfigError,
@@ -50,7 +69,6 @@ _MAX_DATA_BYTES: Final = 170_000
 _TABLE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _FIRST_BACKOFF: Final = 0.05
 _EXPIRED_RELEASE_TIMEOUT: Final = 1.0
-_MIN_TTL_BUFFER: Final = 60.0
 _MIN_ALLOWANCE: Final = 1.0  # the least time a final acquire attempt gets to be answered
 # Heartbeats due this soon after the scheduler wakes are started with those due now: a
 # refresh a few milliseconds early costs nothing, a wake-up per lease costs CPU.
@@ -97,14 +115,15 @@ class _Acquisition:
     # Send time of the earliest attempt with this version whose outcome is unknown: a
     # waiter may have started timing the version from then, so our deadline must too.
     unknown_since: float | None = None
+    unknown_suspended: float = 0.0  # the host's time suspended so far, at that send
     contended: int = 0  # attempts that found another holder
 
-    def unknown(self, sent_at: float) -> None:
+    def unknown(self, sent_at: float, suspended: float) -> None:
         """Note an attempt that may have been applied although we got no answer."""
         self.maybe_ours = True
         self.in_network = True
         if self.unknown_since is None:
-            self.unknown_since = sent_at
+            self.unknown_since, self.unknown_suspended = sent_at, suspended
 
     def refused(self, fresh_version: str) -> None:
         """The store refused the attempt and the item is not ours: nothing of ours is in force.
@@ -125,11 +144,16 @@ class _Acquisition:
         self.unknown_since = None
 
     def observe(self, holder: Record, now: float) -> None:
-        """Start timing `holder`'s version, unless it is the one already being timed."""
+        """Start timing `holder`'s version, unless it is the one already being timed.
+
+        The stored duration is timed for at most the longest ttl there is: a record with
+        an absurd duration (another writer's) cannot block the key for longer.
+        """
         if holder.version is None or holder.duration_ms is None:
             self.observed = None
         elif self.observed is None or self.observed.version != holder.version:
-            self.observed = _Observation(holder.version, now, holder.duration_ms / 1000)
+            duration = min(max(holder.duration_ms / 1000, 0.0), MAX_TTL)
+            self.observed = _Observation(holder.version, now, duration)
 
 
 class LeaseManager:
@@ -142,8 +166,8 @@ class LeaseManager:
     - `default_ttl`: lease duration when a call gives none (30 s).
     - `heartbeat_interval`: seconds between refreshes (default ttl/3 of each lease).
     - `safety_margin`: how long before its deadline a holder stops (default ttl/5, at
-      most 5 s). Validated so that `safety_margin + heartbeat_interval < ttl` and
-      `heartbeat_interval < ttl / 2`.
+      most 5 s); at least ttl/1000 + 1 ms. Validated so that `safety_margin +
+      heartbeat_interval < ttl` and `heartbeat_interval < ttl / 2`.
     - `max_clock_skew`: the bound on wall-clock disagreement between hosts (1 s); a
       contender takes an expired lease over only this long after its stored expiry.
     - `poll_interval`: how often a waiter retries a held key (1 s), and `backoff`: the
@@ -156,6 +180,8 @@ class LeaseManager:
       this fixed value.
     - `ttl_buffer`: how long after expiry DynamoDB TTL may delete an item (one day).
     - `wall_clock`: epoch seconds (``time.time``), and `token_factory`: new unique tokens.
+    - `suspend_clock`: seconds on a monotonic clock that counts time the host was suspended
+      (Linux ``CLOCK_BOOTTIME``): a holder's validity shrinks by the time it slept.
     - `hooks`: callables given a `LeaseEvent` for every acquire, contention, wait, refresh,
       failed refresh, loss and release (for metrics and tracing; exceptions are logged).
 
@@ -182,6 +208,7 @@ class LeaseManager:
         sort_key: tuple[str, str] | None = None,
         ttl_buffer: Duration = timedelta(days=1),
         wall_clock: Callable[[], float] = time.time,
+        suspend_clock: Callable[[], float] = suspend_aware_clock,
         token_factory: Callable[[], str] | None = None,
         hooks: Iterable[Callable[[LeaseEvent], object]] = (),
     ) -> None:
@@ -195,6 +222,7 @@ class LeaseManager:
             owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         elif not isinstance(owner, str) or not owner:
             raise LeaseConfigError(f"owner must be a non-empty string, got {owner!r}")
+        _utf8_size(owner, name="owner")
         if sort_key is not None and not (
             isinstance(sort_key, tuple)
             and len(sort_key) == 2  # noqa: PLR2004
@@ -204,27 +232,35 @@ class LeaseManager:
                 "sort_key must be a tuple (attribute_name, value) of two non-empty strings, "
                 f"got {sort_key!r}"
             )
-        if not callable(wall_clock):
-            raise LeaseConfigError(f"wall_clock must be callable, got {wall_clock!r}")
-        if token_factory is not None and not callable(token_factory):
-            raise LeaseConfigError(f"token_factory must be callable, got {token_factory!r}")
+        if sort_key is not None:
+            _utf8_size(sort_key[1], name="sort_key value")
+        _check_callable(wall_clock=wall_clock, suspend_clock=suspend_clock)
+        if token_factory is not None:
+            _check_callable(token_factory=token_factory)
         self.table = table
         self.owner = owner
-        self.default_ttl = seconds(default_ttl, name="default_ttl")
-        self.heartbeat_interval = optional_seconds(heartbeat_interval, name="heartbeat_interval")
-        self.safety_margin = optional_seconds(safety_margin, name="safety_margin", allow_zero=True)
-        self.max_clock_skew = seconds(max_clock_skew, name="max_clock_skew", allow_zero=True)
-        self.poll_interval = seconds(poll_interval, name="poll_interval")
-        self.backoff = seconds(backoff, name="backoff")
-        self.release_timeout = seconds(release_timeout, name="release_timeout")
-        self.ttl_buffer = seconds(ttl_buffer, name="ttl_buffer")
-        if self.ttl_buffer < _MIN_TTL_BUFFER:
+        self.default_ttl = seconds(default_ttl, name="default_ttl", bounds=TTL)
+        self.heartbeat_interval = optional_seconds(
+            heartbeat_interval, name="heartbeat_interval", bounds=HEARTBEAT_INTERVAL
+        )
+        self.safety_margin = optional_seconds(
+            safety_margin, name="safety_margin", bounds=SAFETY_MARGIN
+        )
+        self.max_clock_skew = seconds(max_clock_skew, name="max_clock_skew", bounds=MAX_CLOCK_SKEW)
+        self.poll_interval = seconds(poll_interval, name="poll_interval", bounds=POLL_INTERVAL)
+        self.backoff = seconds(backoff, name="backoff", bounds=BACKOFF)
+        self.release_timeout = seconds(
+            release_timeout, name="release_timeout", bounds=RELEASE_TIMEOUT
+        )
+        self.ttl_buffer = seconds(ttl_buffer, name="ttl_buffer", bounds=TTL_BUFFER)
+        if self.max_clock_skew >= self.ttl_buffer:
             raise LeaseConfigError(
-                f"ttl_buffer must be at least {_MIN_TTL_BUFFER:.0f} s, got {ttl_buffer!r}: "
-                "DynamoDB deletes expired items by its own clock, and a shorter buffer could "
-                "delete a live lease of a host whose clock runs behind"
+                f"max_clock_skew ({self.max_clock_skew} s) must be below ttl_buffer "
+                f"({self.ttl_buffer} s): DynamoDB deletes expired items by its own clock"
             )
         self._wall_clock = wall_clock
+        self._suspend_clock = suspend_clock
+        self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None  # set on first use
         self._token_factory = token_factory or _new_token
         self._hooks = tuple(hooks)
         if not all(callable(hook) for hook in self._hooks):
@@ -254,6 +290,7 @@ class LeaseManager:
     # -- running: heartbeats for acquire() leases ---------------------------------------
 
     async def __aenter__(self) -> Self:
+        self._bind_loop()
         if self._task_group is not None:
             raise LeaseConfigError("this LeaseManager is already running (async with manager)")
         task_group = anyio.create_task_group()
@@ -291,6 +328,7 @@ class LeaseManager:
         Idempotent: returns True if it created the table, False if it existed (with a
         usable schema). Uses on-demand billing. TTL is enabled where the server supports it.
         """
+        self._bind_loop()
         created = await self._store.create_table()
         delay = _FIRST_BACKOFF
         while True:
@@ -324,7 +362,7 @@ class LeaseManager:
         """
         _check_key(key)
         timing = self._timing(ttl)
-        limit = optional_seconds(timeout, name="timeout", allow_zero=True)
+        limit = optional_seconds(timeout, name="timeout", bounds=ACQUIRE_TIMEOUT)
         return _LeaseContext(self, key, timing, limit, _encode_data(data))
 
     async def acquire(
@@ -345,7 +383,7 @@ class LeaseManager:
         """
         _check_key(key)
         timing = self._timing(ttl)
-        limit = optional_seconds(timeout, name="timeout", allow_zero=True)
+        limit = optional_seconds(timeout, name="timeout", bounds=ACQUIRE_TIMEOUT)
         lease = await self._acquire(key, timing, limit, _encode_data(data))
         if self._task_group is not None:
             self._tracked.add(lease)
@@ -358,6 +396,7 @@ class LeaseManager:
         Retries transient failures until the local deadline. Raises `LeaseLostError` when
         the lease is no longer ours or its local deadline passed; never re-takes a key.
         """
+        self._bind_loop()
         _check_lease(lease)
         payload = _encode_data(data)
         lease.ensure_held()
@@ -387,6 +426,7 @@ class LeaseManager:
         next holder's fence is still higher. The former holder finds out at its next
         refresh (reason ``"released"``).
         """
+        self._bind_loop()
         _check_key(key)
         await self._ensure_checked()
         found = await self._store.get(key)
@@ -405,6 +445,7 @@ class LeaseManager:
 
     async def get(self, key: str) -> LeaseInfo | None:
         """Who holds `key` now (strongly consistent read), or None if nobody does."""
+        self._bind_loop()
         _check_key(key)
         await self._ensure_checked()
         record = await self._store.get(key)
@@ -412,8 +453,10 @@ class LeaseManager:
 
     async def list(self, prefix: str = "") -> AsyncIterator[LeaseInfo]:
         """The held leases whose key starts with `prefix`, page by page (a consistent Scan)."""
+        self._bind_loop()
         if not isinstance(prefix, str):
             raise LeaseConfigError(f"prefix must be a string, got {prefix!r}")
+        _utf8_size(prefix, name="prefix")
         await self._ensure_checked()
         start: Mapping[str, Any] | None = None
         while True:
@@ -429,6 +472,7 @@ class LeaseManager:
     async def _acquire(
         self, key: str, timing: _Timing, limit: float | None, data: DataUpdate
     ) -> Lease:
+        self._bind_loop()
         state = _Acquisition(token=self._new_token(), version=self._new_token())
         started = anyio.current_time()
         give_up_at = math.inf if limit is None else started + limit
@@ -496,12 +540,12 @@ class LeaseManager:
             # A grant of this token could no longer be handed out: undo whatever of it is
             # in force and go on with a fresh token, whose validity counts from its own send.
             await self._abandon(key, state, data)
-        sent_at = anyio.current_time()
+        sent_at, suspended = anyio.current_time(), self._suspended()
         outcome = await self._acquire_once(
             key, state, timing, data, self._request_allowance(limit, give_up_at - sent_at)
         )
         if outcome is None:
-            state.unknown(sent_at)
+            state.unknown(sent_at, suspended)
             if state.failure is None:  # the request got no answer in the time allowed
                 state.failure = _no_answer("UpdateItem", anyio.current_time() - sent_at)
             return self._next_backoff(state)
@@ -517,7 +561,8 @@ class LeaseManager:
             # Refused, yet our token and version are in force: an earlier send of this write
             # (ours, or the SDK's re-send of this one) applied. That is our grant.
         assert isinstance(granted, Record)  # noqa: S101
-        lease = self._hand_out(granted, state, timing, sent_at)
+        state.maybe_ours = True  # ours in force: undone if anything stops it being handed out
+        lease = self._hand_out(granted, state, timing, sent_at, suspended)
         if lease is not None:
             return lease
         # The answer came after the lease it granted had run out: not handed out.
@@ -533,20 +578,37 @@ class LeaseManager:
         return self._next_backoff(state)
 
     def _hand_out(
-        self, record: Record, state: _Acquisition, timing: _Timing, sent_at: float
+        self,
+        record: Record,
+        state: _Acquisition,
+        timing: _Timing,
+        sent_at: float,
+        suspended: float,
     ) -> Lease | None:
         """The lease granted in `record`, or None if its answer came too late to use it."""
+        if record.fence is None:
+            raise LeaseStoreError(
+                f"the item of lease {record.key!r} holds a fence that is not an integer, so "
+                "no fenced lease can be handed out: repair or remove its fence attribute "
+                "(a missing fence is seeded again from the clock)",
+                operation="UpdateItem",
+                transient=False,
+                maybe_applied=True,
+            )
         # Count from the earliest attempt that may have written this version.
-        since = sent_at if state.unknown_since is None else state.unknown_since
-        if anyio.current_time() >= since + timing.ttl - timing.safety_margin:
-            return None
+        if state.unknown_since is not None:
+            sent_at, suspended = state.unknown_since, state.unknown_suspended
         lease = Lease(
             record=record,
             ttl=timing.ttl,
-            sent_at=since,
+            sent_at=sent_at,
             safety_margin=timing.safety_margin,
             heartbeat_interval=timing.heartbeat_interval,
+            suspended=self._suspended,
+            suspended_at_send=suspended,
         )
+        if anyio.current_time() >= lease._valid_until:  # noqa: SLF001
+            return None
         state.maybe_ours = state.in_network = False
         return lease
 
@@ -809,10 +871,11 @@ class LeaseManager:
         # Send time of the earliest unanswered attempt: waiters may time the new version
         # from then, so the renewed deadline counts from there.
         unknown_since: float | None = None
+        unknown_suspended = 0.0
         while True:
             if not lease._active():  # noqa: SLF001  (a release started, or it was lost)
                 raise lease._lost or lease._released_error()  # noqa: SLF001
-            sent_at = anyio.current_time()
+            sent_at, suspended = anyio.current_time(), self._suspended()
             if sent_at >= lease._valid_until:  # noqa: SLF001
                 lost = lease._mark_lost(  # noqa: SLF001
                     "expired", "its local deadline passed before a refresh succeeded"
@@ -820,7 +883,8 @@ class LeaseManager:
                 raise lost from lease._last_failure  # noqa: SLF001
             outcome = await self._refresh_once(lease, version, sequence, data, retry_permanent)
             if outcome is None:
-                unknown_since = sent_at if unknown_since is None else unknown_since
+                if unknown_since is None:
+                    unknown_since, unknown_suspended = sent_at, suspended
                 remaining = lease._valid_until - anyio.current_time()  # noqa: SLF001
                 await anyio.sleep(max(0.0, min(self._backoff_delay(failures), remaining)))
                 failures += 1
@@ -834,8 +898,11 @@ class LeaseManager:
                     "expired", "a refresh was answered only after its local deadline"
                 )
             assert outcome.record is not None  # noqa: S101
-            since = sent_at if unknown_since is None else unknown_since
-            lease._renewed(outcome.record, sent_at=since, sequence=sequence)  # noqa: SLF001
+            if unknown_since is not None:
+                sent_at, suspended = unknown_since, unknown_suspended
+            lease._renewed(  # noqa: SLF001
+                outcome.record, sent_at=sent_at, suspended_at_send=suspended, sequence=sequence
+            )
             if self._hooks:
                 duration = anyio.current_time() - started
                 self._emit(
@@ -895,6 +962,7 @@ class LeaseManager:
         `ensure_held()` raises), whether or not the write completes; a call after one that
         gave up finishes the job. Any other call, concurrent or later, returns False.
         """
+        self._bind_loop()
         if lease._settled_in_store():  # noqa: SLF001
             return False  # released already, or the store showed someone else's state
         in_time = lease._lost is None and anyio.current_time() < lease._valid_until  # noqa: SLF001
@@ -1009,13 +1077,18 @@ class LeaseManager:
     # -- helpers --------------------------------------------------------------------------
 
     def _timing(self, ttl: Duration | None) -> _Timing:
-        lease_ttl = self.default_ttl if ttl is None else seconds(ttl, name="ttl")
-        if lease_ttl < 0.001:  # noqa: PLR2004
-            raise LeaseConfigError(f"ttl must be at least 1 ms, got {ttl!r}")
+        lease_ttl = self.default_ttl if ttl is None else seconds(ttl, name="ttl", bounds=TTL)
         heartbeat = self.heartbeat_interval or lease_ttl / 3
+        least_margin = least_safety_margin(lease_ttl)
         margin = self.safety_margin
         if margin is None:
-            margin = min(lease_ttl / 5, 5.0)
+            margin = default_safety_margin(lease_ttl)
+        if margin < least_margin:
+            raise LeaseConfigError(
+                f"safety_margin ({margin} s) must be at least ttl/1000 + 1 ms "
+                f"({least_margin:.6g} s for a ttl of {lease_ttl} s): the version rule relies on "
+                "it to cover a drift of up to 0.1 % between two hosts' monotonic clocks"
+            )
         if heartbeat >= lease_ttl / 2:
             raise LeaseConfigError(
                 f"heartbeat_interval ({heartbeat} s) must be below half the ttl ({lease_ttl} s) "
@@ -1033,6 +1106,14 @@ class LeaseManager:
             return False
         return record.expires_at_ms / 1000 + self.max_clock_skew >= self._wall_clock()
 
+    def _suspended(self) -> float:
+        """How long the host has been suspended so far, give or take a constant.
+
+        The suspend-aware clock runs on while the host sleeps; the loop's monotonic clock
+        does not, so their difference grows by the time spent suspended.
+        """
+        return self._suspend_clock() - anyio.current_time()
+
     def _backoff_delay(self, failures: int) -> float:
         ceiling = min(self.backoff, _FIRST_BACKOFF * 2.0 ** min(failures, 30))
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311
@@ -1041,7 +1122,30 @@ class LeaseManager:
         token = self._token_factory()
         if not isinstance(token, str) or not token:
             raise LeaseConfigError(f"token_factory must return a non-empty string, got {token!r}")
+        _utf8_size(token, name="a token from token_factory")
         return token
+
+    def _bind_loop(self) -> None:
+        """Refuse use from an event loop other than the first one (a clear error, not a hang).
+
+        The client, and the manager's locks and events, belong to the loop that made them;
+        from another loop their requests fail with "Event loop is closed" or worse.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not on asyncio: the client will say so
+        if self._loop is None:
+            self._loop = weakref.ref(loop)
+            return
+        first = self._loop()
+        if first is not loop:
+            raise LeaseConfigError(
+                "this LeaseManager was first used on another event loop"
+                + (" (now closed)" if first is None or first.is_closed() else "")
+                + "; a manager and its client belong to one loop: create both inside the "
+                "loop that uses them (for example in the same asyncio.run() call)"
+            )
 
     async def _read_quietly(self, key: str) -> Record | _Unreadable | None:
         """The item for `key`, for servers that do not return it on a failed condition."""
@@ -1218,12 +1322,35 @@ def _check_key(key: object) -> None:
         raise LeaseConfigError(f"key must be a string, got {type(key).__name__} {key!r}")
     if not key:
         raise LeaseConfigError("key must not be empty")
-    size = len(key.encode("utf-8", "surrogatepass"))
+    size = _utf8_size(key, name="key")
     if size > _MAX_KEY_BYTES:
         raise LeaseConfigError(
             f"key is {size} bytes in UTF-8; DynamoDB allows at most {_MAX_KEY_BYTES}: "
             "use a shorter key (for example a hash of the long one)"
         )
+
+
+def _utf8_size(text: str, *, name: str) -> int:
+    """The size of `text` in UTF-8, or `LeaseConfigError` if it is not valid Unicode.
+
+    A lone surrogate (a code point U+D800 to U+DFFF on its own, left by decoding bytes with
+    ``surrogateescape``) has no UTF-8 form: DynamoDB rejects it or maps different such
+    strings to one, so it is refused here.
+    """
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError as error:
+        raise LeaseConfigError(
+            f"{name} is not valid Unicode text: it has a lone surrogate "
+            f"{text[error.start]!r} at index {error.start}; DynamoDB stores text as UTF-8, "
+            "so pass real characters (decode bytes strictly, or with errors='replace')"
+        ) from None
+
+
+def _check_callable(**given: object) -> None:
+    for name, value in given.items():
+        if not callable(value):
+            raise LeaseConfigError(f"{name} must be callable, got {value!r}")
 
 
 def _check_lease(lease: object) -> None:
@@ -1242,7 +1369,7 @@ def _encode_data(data: object) -> DataUpdate:
         raise LeaseConfigError(
             f"data must be JSON-serialisable (no NaN or infinity): {error}"
         ) from error
-    size = len(text.encode("utf-8", "surrogatepass"))
+    size = _utf8_size(text, name="data")
     if size > _MAX_DATA_BYTES:
         raise LeaseConfigError(
             f"data is {size} bytes as JSON; at most {_MAX_DATA_BYTES} are allowed (an acquire "

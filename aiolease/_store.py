@@ -9,8 +9,10 @@ heal the failure and whether the write may have been applied.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Protocol
 
 from botocore.exceptions import (
@@ -72,6 +74,8 @@ ATTRIBUTE_ROLES: Final = (
     "ttl",  # DynamoDB TTL attribute, epoch seconds: cleanup only, never read (N)
 )
 
+logger = logging.getLogger("aiolease")
+
 _DEFAULT_NAMES: Final = {role: role for role in ATTRIBUTE_ROLES} | {"key": "pk"}
 
 _THROTTLING: Final = frozenset(
@@ -90,6 +94,13 @@ _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 # How many undone acquire tokens an item remembers: a late write of any of them is refused.
 REVOKED_KEPT: Final = 16
 _UNSUPPORTED: Final = frozenset({"UnknownOperationException"})
+# What asyncio and aiohttp say when a client is used outside the loop it belongs to.
+_WRONG_LOOP: Final = (
+    "Event loop is closed",
+    "attached to a different loop",
+    "different event loop",
+    "bound to a different event loop",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,15 +222,16 @@ class Store:
             return str(value["S"]) if "S" in value else None
 
         def number(role: str) -> int | None:
-            value = item.get(n[role])
-            return None if value is None else int(value["N"])
+            value = item.get(n[role]) or {}
+            return None if "N" not in value else _integer(value["N"], role=role, key=key)
 
         def texts(role: str) -> tuple[str, ...]:
             value = item.get(n[role]) or {}
             return tuple(str(v["S"]) for v in value.get("L", ()) if "S" in v)
 
+        key = str(item[n["key"]]["S"])
         return Record(
-            key=str(item[n["key"]]["S"]),
+            key=key,
             owner=text("owner"),
             token=text("token"),
             version=text("version"),
@@ -603,6 +615,35 @@ def _resolve_names(overrides: Mapping[str, str] | None) -> dict[str, str]:
     return names
 
 
+def _integer(raw: object, *, role: str, key: str) -> int | None:
+    """A stored number as an int; None (and a warning) for one no writer of ours stores.
+
+    Another writer (an older or buggy version, a person with the console) may have stored
+    a fraction or an exponent; reading it must report it, never crash.
+    """
+    try:
+        number = Decimal(str(raw))
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if number.is_finite() and number == number.to_integral_value():
+        return int(number)
+    logger.warning("lease %r: its %s is %r, not an integer; read as missing", key, role, raw)
+    return None
+
+
+def _wrong_loop(error: BaseException) -> bool:
+    """Whether `error` is, or wraps, asyncio's complaint about a closed or foreign loop."""
+    seen: BaseException | None = error
+    for _ in range(4):  # the error, what botocore or aiohttp wrapped, and their causes
+        if seen is None:
+            return False
+        if isinstance(seen, RuntimeError) and any(sign in str(seen) for sign in _WRONG_LOOP):
+            return True
+        wrapped = getattr(seen, "kwargs", {}).get("error")
+        seen = wrapped if isinstance(wrapped, BaseException) else seen.__cause__ or seen.__context__
+    return False
+
+
 def _resent(answer: Mapping[str, Any]) -> bool:
     """Whether botocore sent the request more than once before this answer."""
     return bool((answer.get("ResponseMetadata") or {}).get("RetryAttempts"))
@@ -618,7 +659,15 @@ def _translate(error: Exception, *, operation: str, table: str) -> LeaseStoreErr
     """Map a botocore/aiohttp failure to a `LeaseStoreError` (or `TableNotFoundError`)."""
     if isinstance(error, ClientError):
         return _translate_client_error(error, operation=operation, table=table)
-    if isinstance(error, ParamValidationError):
+    if _wrong_loop(error):
+        # Retrying cannot help: the client is bound to a loop that is gone or not this one.
+        message = (
+            f"{operation} could not be sent: the DynamoDB client belongs to an event loop "
+            f"that is closed or is not the running one ({type(error).__name__}: {error}); "
+            "create the client and the LeaseManager inside the loop that uses them"
+        )
+        transient, maybe_applied = False, True
+    elif isinstance(error, ParamValidationError):
         message = f"{operation} parameters were rejected by botocore: {error}"
         transient = maybe_applied = False
     elif isinstance(error, EndpointConnectionError | ConnectTimeoutError):

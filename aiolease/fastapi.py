@@ -40,7 +40,7 @@ except ImportError as error:  # pragma: no cover - exercised with fastapi hidden
         "aiolease.fastapi needs FastAPI 0.121 or newer: install 'aiolease[fastapi]'"
     ) from error
 
-from ._durations import Duration, optional_seconds
+from ._durations import ACQUIRE_TIMEOUT, TTL, Duration, optional_seconds
 from ._exceptions import LeaseConfigError, LeaseHeldError, LeaseStoreError
 from ._lease import Lease
 from ._manager import LeaseManager
@@ -117,8 +117,8 @@ def lease_dependency(
     `LeaseLostError` then. Store failures raise `LeaseStoreError` from the dependency.
     """
     build_key = _key_builder(key)
-    ttl_seconds = optional_seconds(ttl, name="ttl")
-    limit = optional_seconds(timeout, name="timeout", allow_zero=True)
+    ttl_seconds = optional_seconds(ttl, name="ttl", bounds=TTL)
+    limit = optional_seconds(timeout, name="timeout", bounds=ACQUIRE_TIMEOUT)
     if (
         isinstance(status_code, bool)
         or not isinstance(status_code, int)

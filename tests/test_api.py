@@ -116,10 +116,10 @@ def test_bad_options_are_refused_on_construction(options: dict[str, Any], fragme
 
 def test_durations_accept_timedelta() -> None:
     manager = new_manager(
-        FakeClient(), "leases", default_ttl=timedelta(seconds=9), safety_margin=timedelta(0)
+        FakeClient(), "leases", default_ttl=timedelta(seconds=9), safety_margin=timedelta(seconds=1)
     )
     assert manager.default_ttl == 9.0
-    assert manager.safety_margin == 0.0
+    assert manager.safety_margin == 1.0
 
 
 @pytest.mark.parametrize("table", ["", "ab", "bad name", 5])
@@ -149,7 +149,7 @@ def test_a_client_for_another_service_is_refused() -> None:
         ({"key": "é" * 1025}, "2050 bytes in UTF-8"),
         ({"ttl": 0}, "ttl must be > 0"),
         ({"ttl": -3}, "ttl must be > 0"),
-        ({"ttl": 0.09}, "must be below half the ttl"),
+        ({"ttl": 0.15}, "must be below half the ttl"),
         ({"timeout": -1}, "timeout must be >= 0"),
         ({"timeout": "soon"}, "timeout must be a number"),
         ({"data": {"x": math.nan}}, "data must be JSON-serialisable"),

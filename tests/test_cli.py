@@ -265,3 +265,27 @@ def test_an_unreachable_endpoint_says_what_to_check(backend: Backend, key: str) 
     result = aiolease(env_backend, "show", key, timeout=120)
     assert result.returncode == 69
     assert "endpoint" in result.stderr
+
+
+async def test_a_command_that_finished_by_itself_keeps_its_exit_code_when_the_lease_ends(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """The command exits on its own; only then does the lease end (here: the host is seen
+    to have been suspended, deterministically, once the command has finished). `run` must
+    report the command's own exit code, not "stopped": a retrying wrapper would run a job
+    again that has completed."""
+    from aiolease import LeaseManager  # noqa: PLC0415
+    from aiolease.cli._run import run_under_lease  # noqa: PLC0415
+
+    done = tmp_path / "done"
+
+    def suspend_clock() -> float:
+        slept = 3600.0 if done.exists() else 0.0  # the lease is over once the command is
+        return time.monotonic() + slept
+
+    manager = LeaseManager(backend.client, backend.table, suspend_clock=suspend_clock)
+    command = [sys.executable, "-c", f"open({str(done)!r}, 'w').close(); raise SystemExit(3)"]
+    code = await run_under_lease(
+        manager, f"test:cli:{uuid.uuid4().hex[:8]}", command, ttl=30, timeout=0, grace=0.5
+    )
+    assert code == 3

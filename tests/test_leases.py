@@ -247,7 +247,7 @@ async def test_refresh_after_the_local_deadline_raises_and_never_retakes(
 
 
 async def test_refresh_of_a_lease_taken_over_says_taken(backend: Backend, key: str) -> None:
-    old = new_manager(backend.client, backend.table, owner="old", safety_margin=0)
+    old = new_manager(backend.client, backend.table, owner="old", safety_margin=0.01)
     new = new_manager(backend.client, backend.table, owner="new")
     lease = await old.acquire(key, ttl=1.0, timeout=0)
     taker = await new.acquire(key, ttl=5, timeout=5)  # by the version rule, after 1 s

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from aiolease._durations import default_safety_margin
 from aiolease._exceptions import (
     LeaseConfigError,
     LeaseError,
@@ -160,7 +161,7 @@ def create_table(settings: Settings) -> None:
     type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Seconds before the lease's deadline at which the command is stopped "
-    "(default: ttl/5, at most 5).",
+    "(default: ttl/5, at most 5, at least ttl/1000 + 0.001).",
 )
 @click.option("--held-exit-code", type=click.IntRange(0, 255), default=EXIT_HELD)
 @click.option("--lost-exit-code", type=click.IntRange(0, 255), default=EXIT_LOST)
@@ -183,7 +184,7 @@ def run(  # noqa: PLR0917  (click passes options by keyword; the signature mirro
     (SIGTERM, then SIGKILL after --grace) before the lease could pass to another holder,
     and it dies with this process. SIGINT, SIGTERM and SIGHUP are forwarded to it.
     """
-    margin = safety_margin if safety_margin is not None else min(ttl / 5, 5.0)
+    margin = safety_margin if safety_margin is not None else default_safety_margin(ttl)
     kill_grace = grace if grace is not None else margin / 2
     if kill_grace >= margin:
         _fail(
@@ -194,7 +195,7 @@ def run(  # noqa: PLR0917  (click passes options by keyword; the signature mirro
         )
 
     async def go() -> int:
-        async with settings.manager(safety_margin=margin) as manager:
+        async with settings.manager(default_ttl=ttl, safety_margin=margin) as manager:
             return await run_under_lease(
                 manager,
                 key,

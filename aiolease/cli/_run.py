@@ -43,9 +43,10 @@ async def run_under_lease(
     lease's local deadline (safety margin deducted) arrives, SIGKILL `grace` seconds
     later, and so is gone before any other holder may start.
     """
+    exited: list[int] = []  # the command's own exit code, once it has exited by itself
     try:
         async with manager.lease(key, ttl=ttl, timeout=timeout) as lease:
-            return await _supervise(lease, command, grace)
+            return await _supervise(lease, command, grace, exited)
     except LeaseHeldError as held:
         until = "" if held.expires_at is None else f" until {held.expires_at.isoformat()}"
         _say(
@@ -54,11 +55,17 @@ async def run_under_lease(
         )
         return held_exit_code
     except LeaseLostError as lost:
+        if exited:
+            # Judged by what happened to the command: it finished before anything stopped
+            # it, so its own code stands (a wrapper that retries on "lost" must not run a
+            # job again that has completed).
+            _say(f"{lost}; the command had already exited by itself")
+            return exited[0]
         _say(f"{lost}; the command was stopped")
         return lost_exit_code
 
 
-async def _supervise(lease: Lease, command: Sequence[str], grace: float) -> int:
+async def _supervise(lease: Lease, command: Sequence[str], grace: float, exited: list[int]) -> int:
     env = dict(os.environ)
     env.update(
         AIOLEASE_KEY=lease.key,
@@ -77,13 +84,14 @@ async def _supervise(lease: Lease, command: Sequence[str], grace: float) -> int:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_forward_signals, process)
             code = await process.wait()
+            exited.append(code if code >= 0 else 128 - code)
             tg.cancel_scope.cancel()
     finally:
         if process.returncode is None:
             # Cancelled: the lease is lost or about to be. Stop the child before it ends.
             with anyio.CancelScope(shield=True):
                 await _stop(process, grace)
-    return code if code >= 0 else 128 - code
+    return exited[0]
 
 
 async def _forward_signals(process: Process) -> None:

@@ -11,7 +11,15 @@ import anyio
 
 from aiolease import Lease, LeaseConfigError, LeaseHeldError, LeaseManager
 
-from ._common import Duration, check_callable, check_key, check_manager, logger, optional_seconds
+from ._common import (
+    ACQUIRE_TIMEOUT,
+    Duration,
+    check_callable,
+    check_key,
+    check_manager,
+    logger,
+    optional_seconds,
+)
 
 __all__ = ["DONE", "claim_any", "claim_each", "is_done"]
 
@@ -58,7 +66,7 @@ async def claim_any(
     (``async with manager:``); release it with ``manager.release(lease)`` when done.
     """
     check_manager(manager)
-    limit = optional_seconds(timeout, name="timeout", allow_zero=True)
+    limit = optional_seconds(timeout, name="timeout", bounds=ACQUIRE_TIMEOUT)
     if skip is not None:
         check_callable(skip, name="skip")
     candidates = _keys(keys, shuffle=shuffle)

@@ -9,9 +9,19 @@ from typing import Final, TypeVar
 import anyio
 
 from aiolease import LeaseConfigError, LeaseManager
-from aiolease._durations import Duration, optional_seconds, seconds
+from aiolease._durations import (
+    ACQUIRE_TIMEOUT,
+    POLL_INTERVAL,
+    TTL,
+    Duration,
+    optional_seconds,
+    seconds,
+)
 
 __all__ = [
+    "ACQUIRE_TIMEOUT",
+    "POLL_INTERVAL",
+    "TTL",
     "Duration",
     "check_callable",
     "check_key",

@@ -10,6 +10,8 @@ import anyio
 from aiolease import Lease, LeaseHeldError, LeaseLostError, LeaseManager, LeaseStoreError
 
 from ._common import (
+    POLL_INTERVAL,
+    TTL,
     Duration,
     check_callable,
     check_key,
@@ -73,8 +75,8 @@ class LeaderElection:
         self._on_started = on_started_leading
         self._on_stopped = on_stopped_leading
         self._on_new_leader = on_new_leader
-        self._ttl = optional_seconds(ttl, name="ttl")
-        period = optional_seconds(retry_period, name="retry_period")
+        self._ttl = optional_seconds(ttl, name="ttl", bounds=TTL)
+        period = optional_seconds(retry_period, name="retry_period", bounds=POLL_INTERVAL)
         self._retry_period = manager.poll_interval if period is None else period
         self._leader: str | None = None
         self._lease: Lease | None = None

@@ -11,7 +11,15 @@ import anyio
 
 from aiolease import Lease, LeaseHeldError, LeaseManager
 
-from ._common import Duration, check_callable, check_key, check_manager, logger, optional_seconds
+from ._common import (
+    TTL,
+    Duration,
+    check_callable,
+    check_key,
+    check_manager,
+    logger,
+    optional_seconds,
+)
 
 __all__ = ["Busy", "Regenerated", "SingleFlight", "single_flight"]
 
@@ -81,7 +89,7 @@ async def single_flight(
     check_manager(manager)
     check_key(key)
     check_callable(fn, name="fn")
-    return await _attempt(manager, key, fn, optional_seconds(ttl, name="ttl"))
+    return await _attempt(manager, key, fn, optional_seconds(ttl, name="ttl", bounds=TTL))
 
 
 class _Flight(Generic[T]):
@@ -109,7 +117,7 @@ class SingleFlight:
         self, manager: LeaseManager, *, ttl: Duration | None = None, coalesce: bool = True
     ) -> None:
         self._manager = check_manager(manager)
-        self._ttl = optional_seconds(ttl, name="ttl")
+        self._ttl = optional_seconds(ttl, name="ttl", bounds=TTL)
         self._coalesce = bool(coalesce)
         self._flights: dict[str, _Flight[object]] = {}
 

@@ -9,7 +9,16 @@ from typing import ParamSpec, TypeVar
 
 from aiolease import LeaseConfigError, LeaseHeldError, LeaseManager
 
-from ._common import Duration, check_key, check_manager, logger, optional_seconds, seconds
+from ._common import (
+    ACQUIRE_TIMEOUT,
+    TTL,
+    Duration,
+    check_key,
+    check_manager,
+    logger,
+    optional_seconds,
+    seconds,
+)
 
 __all__ = ["singleton"]
 
@@ -24,7 +33,7 @@ def _wait_limit(wait: bool | Duration | None) -> float | None:
     if wait is False:
         return 0.0
     if isinstance(wait, int | float | timedelta):
-        return seconds(wait, name="wait")
+        return seconds(wait, name="wait", bounds=ACQUIRE_TIMEOUT)
     raise LeaseConfigError(
         f"wait must be True, False or a number of seconds (or a timedelta), got {wait!r}"
     )
@@ -54,7 +63,7 @@ def singleton(
         )
     if key is not None:
         check_key(key)
-    lease_ttl = optional_seconds(ttl, name="ttl")
+    lease_ttl = optional_seconds(ttl, name="ttl", bounds=TTL)
     limit = _wait_limit(wait)
 
     def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T | None]]:
