@@ -174,8 +174,8 @@ class LeaseManager:
       longest pause between retries of a transient failure (1 s).
     - `release_timeout`: how long a release may take before giving up (5 s).
     - `attribute_names`: renames of item attributes by role (``key``, ``owner``, ``token``,
-      ``version``, ``fence``, ``expires_at``, ``duration``, ``data``, ``released``,
-      ``released_before``, ``revoked``, ``ttl``).
+      ``version``, ``fence``, ``expires_at``, ``duration``, ``data``, ``data_before``,
+      ``sequence``, ``released``, ``released_before``, ``revoked``, ``ttl``).
     - `sort_key`: ``(attribute, value)`` for tables with a sort key: every lease item uses
       this fixed value.
     - `ttl_buffer`: how long after expiry DynamoDB TTL may delete an item (one day).
