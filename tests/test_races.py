@@ -259,7 +259,12 @@ def _resent(answer: Any) -> Any:
     return answer
 
 
-@pytest.mark.parametrize("acquires", [1, 3])
+@pytest.mark.parametrize(
+    "acquires",
+    # Three undos take the revoked list's conditioned path; dynalite proves it without
+    # whole-list comparison.
+    [1, pytest.param(3, marks=pytest.mark.backends("dynalite", "ddblocal"))],
+)
 async def test_an_acquire_still_in_the_network_cannot_land_after_its_undo(
     backend: Backend, key: str, acquires: int
 ) -> None:
@@ -491,6 +496,7 @@ async def test_a_lease_is_not_held_from_the_moment_its_release_starts(
     assert released == [True]
 
 
+@pytest.mark.backends("ddblocal")  # waits out a lease: the reference emulator only
 async def test_a_release_that_gave_up_leaves_the_lease_not_held_and_can_be_finished(
     backend: Backend, key: str
 ) -> None:
@@ -576,6 +582,7 @@ async def test_a_cancelled_acquire_leaves_the_stored_data_as_it_was(
     assert lease.data == previous_data
 
 
+@pytest.mark.backends("ddblocal")  # waits out a lease: the reference emulator only
 @pytest.mark.usefixtures("previous_data")
 async def test_an_acquire_answered_too_late_leaves_the_stored_data_to_its_own_retry(
     backend: Backend, key: str
@@ -597,6 +604,7 @@ async def test_an_acquire_answered_too_late_leaves_the_stored_data_to_its_own_re
     await manager.release(next_holder)
 
 
+@pytest.mark.backends("ddblocal")  # waits out a lease: the reference emulator only
 async def test_an_acquire_that_abandons_a_late_grant_and_is_then_cancelled_restores_the_data(
     backend: Backend, key: str, previous_data: dict[str, str]
 ) -> None:
@@ -654,6 +662,7 @@ async def test_data_too_large_for_the_copy_an_acquire_keeps_is_refused_clearly(
     await manager.release(lease)
 
 
+@pytest.mark.backends("ddblocal")  # waits out a lease: the reference emulator only
 async def test_a_lease_lost_to_its_deadline_is_released_once(backend: Backend, key: str) -> None:
     manager = new_manager(backend.client, backend.table, safety_margin=0.2)
     lease = await manager.acquire(key, ttl=1.0, timeout=0)
