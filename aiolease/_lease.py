@@ -134,12 +134,8 @@ class Lease:
         self._sequence = record.sequence or 0
         self._safety_margin = safety_margin
         self._heartbeat_interval = heartbeat_interval
-        self._last_sent = sent_at
-        # The deadline on the monotonic clock, which stands still while the host is
-        # suspended: the time suspended since the send is taken off (`_valid_until`).
-        self._deadline = sent_at + ttl - safety_margin
         self._suspended = suspended
-        self._suspended_base = suspended_at_send
+        self._count_from(sent_at, suspended_at_send)
         self._state = _State.HELD
         self._store_released = False  # a release of ours has settled in the store
         self._lost: LeaseLostError | None = None
@@ -240,13 +236,21 @@ class Lease:
         """The local deadline on the monotonic clock, less any time the host was suspended."""
         return self._deadline - max(0.0, self._suspended() - self._suspended_base)
 
+    def _count_from(self, sent_at: float, suspended_at_send: float) -> None:
+        """Validity counts from the send of the write in force: the one deadline formula.
+
+        The deadline is on the monotonic clock, which stands still while the host is
+        suspended: the time suspended since the send is taken off (`_valid_until`).
+        """
+        self._last_sent = sent_at
+        self._deadline = sent_at + self.ttl - self._safety_margin
+        self._suspended_base = suspended_at_send
+
     def _renewed(
         self, record: Record, *, sent_at: float, suspended_at_send: float, sequence: int
     ) -> None:
         self._sequence = sequence
-        self._last_sent = sent_at
-        self._deadline = sent_at + self.ttl - self._safety_margin
-        self._suspended_base = suspended_at_send
+        self._count_from(sent_at, suspended_at_send)
         if record.expires_at_ms is not None:
             self.expires_at = utc_from_ms(record.expires_at_ms)
         self.data = decode_data(record.data)
