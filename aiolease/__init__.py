@@ -12,6 +12,7 @@ from ._exceptions import (
 )
 from ._lease import Lease, LeaseInfo
 from ._manager import LeaseManager
+from ._version import __version__ as __version__
 
 __all__ = [
     "Lease",
@@ -26,11 +27,3 @@ __all__ = [
     "LeaseTimeoutError",
     "TableNotFoundError",
 ]
-
-
-def __getattr__(name: str) -> str:
-    if name == "__version__":
-        from importlib.metadata import version  # noqa: PLC0415
-
-        return version("aiolease")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

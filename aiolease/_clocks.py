@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
-__all__ = ["suspend_aware_clock"]
+import anyio
+
+__all__ = ["Clocks", "suspend_aware_clock"]
 
 
 def suspend_aware_clock() -> float:
@@ -30,3 +33,28 @@ elif sys.platform == "darwin":
     _CLOCK = time.CLOCK_MONOTONIC
 else:
     _CLOCK = None
+
+
+class Clocks:
+    """The clocks a manager reads, each injectable so that a simulation can drive them.
+
+    - `wall`: epoch seconds, written into records and read by the wall-clock rule.
+    - `suspend_aware`: a monotonic clock that counts time the host was suspended.
+
+    The monotonic clock is the event loop's (`anyio.current_time`), on which every local
+    deadline, sleep and timeout runs: a loop with a virtual clock makes it virtual.
+    """
+
+    __slots__ = ("suspend_aware", "wall")
+
+    def __init__(self, *, wall: Callable[[], float], suspend_aware: Callable[[], float]) -> None:
+        self.wall = wall
+        self.suspend_aware = suspend_aware
+
+    def suspended(self) -> float:
+        """How long the host has been suspended so far, give or take a constant.
+
+        The suspend-aware clock runs on while the host sleeps; the loop's monotonic clock
+        does not, so their difference grows by the time spent suspended.
+        """
+        return self.suspend_aware() - anyio.current_time()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["EventKind", "LeaseEvent"]
+from ._exceptions import LeaseConfigError
+
+__all__ = ["EventKind", "Events", "LeaseEvent"]
+
+logger = logging.getLogger("aiolease")
 
 EventKind = Literal[
     "acquired", "contended", "waited", "refreshed", "refresh_failed", "lost", "released"
@@ -39,3 +45,28 @@ class LeaseEvent:
     reason: str | None = None
     error: BaseException | None = None
     released: bool | None = None
+
+
+class Events:
+    """The manager's hooks, each told of every `LeaseEvent`; a failing hook is logged.
+
+    `listening` is False without hooks: the engine then builds no events at all.
+    """
+
+    __slots__ = ("_hooks", "listening", "owner")
+
+    def __init__(self, hooks: Iterable[Callable[[LeaseEvent], object]], *, owner: str) -> None:
+        self._hooks = tuple(hooks)
+        if not all(callable(hook) for hook in self._hooks):
+            raise LeaseConfigError(f"hooks must be callables taking a LeaseEvent, got {hooks!r}")
+        self.listening = bool(self._hooks)
+        self.owner = owner
+
+    def emit(self, kind: EventKind, key: str, **details: Any) -> None:
+        """Hand one event to every hook; a failing hook is logged, never raised."""
+        event = LeaseEvent(kind, key, self.owner, **details)
+        for hook in self._hooks:
+            try:
+                hook(event)
+            except Exception:
+                logger.exception("lease event hook %r failed on %s", hook, event.kind)

@@ -15,7 +15,8 @@ import anyio
 from ._exceptions import LeaseError, LeaseLostError, LostReason
 
 if TYPE_CHECKING:
-    from ._store import Record
+    from ._timing import Timing
+    from .store import Record
 
 __all__ = ["Lease", "LeaseInfo"]
 
@@ -35,6 +36,17 @@ class LeaseInfo:
     fence: int
     expires_at: datetime
     data: Any
+
+    @classmethod
+    def of(cls, record: Record) -> LeaseInfo:
+        """What `record` shows of its lease."""
+        return cls(
+            key=record.key,
+            owner=record.owner or "",
+            fence=record.fence or 0,
+            expires_at=utc_from_ms(record.expires_at_ms or 0),
+            data=decode_data(record.data),
+        )
 
 
 class _State(enum.Enum):
@@ -86,13 +98,11 @@ class Lease:
     __slots__ = (
         "_deadline",
         "_granted_at",
-        "_heartbeat_interval",
         "_heartbeat_scope",
         "_last_failure",
         "_last_sent",
         "_lost",
         "_on_lost",
-        "_safety_margin",
         "_scopes",
         "_sequence",
         "_settled",
@@ -100,6 +110,7 @@ class Lease:
         "_store_released",
         "_suspended",
         "_suspended_base",
+        "_timing",
         "_write_lock",
         "data",
         "expires_at",
@@ -114,10 +125,8 @@ class Lease:
         self,
         *,
         record: Record,
-        ttl: float,
+        timing: Timing,
         sent_at: float,
-        safety_margin: float,
-        heartbeat_interval: float,
         suspended: Callable[[], float],
         suspended_at_send: float,
     ) -> None:
@@ -127,13 +136,12 @@ class Lease:
         self.owner: str = record.owner or ""
         self.token: str = record.token
         self.fence: int = record.fence
-        self.ttl: float = ttl
+        self.ttl: float = timing.ttl
         self.data: Any = decode_data(record.data)
         self.expires_at: datetime = utc_from_ms(record.expires_at_ms or 0)
         # Order of this holder's writes: the store refuses one older than the last applied.
         self._sequence = record.sequence or 0
-        self._safety_margin = safety_margin
-        self._heartbeat_interval = heartbeat_interval
+        self._timing = timing
         self._suspended = suspended
         self._count_from(sent_at, suspended_at_send)
         self._state = _State.HELD
@@ -174,8 +182,7 @@ class Lease:
 
     def ensure_held(self) -> None:
         """Raise `LeaseLostError` unless the lease is held and inside its local deadline."""
-        if self._state is _State.HELD and anyio.current_time() >= self._valid_until:
-            self._mark_lost("expired", "its local deadline passed without a successful refresh")
+        self._expire_if_due()
         if self._lost is not None:
             raise self._lost
         if self._state is not _State.HELD:
@@ -192,10 +199,9 @@ class Lease:
             if self._settled is None:
                 self._settled = anyio.Event()
             left = max(0.0, self._valid_until - anyio.current_time())
-            with anyio.move_on_after(min(left, self._heartbeat_interval)):
+            with anyio.move_on_after(min(left, self._timing.heartbeat_interval)):
                 await self._settled.wait()
-            if self._active() and anyio.current_time() >= self._valid_until:
-                self._mark_lost("expired", "its local deadline passed without a successful refresh")
+            self._expire_if_due()
         if self._lost is not None:
             return self._lost
         return self._released_error()
@@ -210,6 +216,13 @@ class Lease:
             fence=self.fence,
             reason="released",
         )
+
+    def _expire_if_due(
+        self, detail: str = "its local deadline passed without a successful refresh"
+    ) -> None:
+        """The expiry check: a lease still held at its local deadline is lost now."""
+        if self._state is _State.HELD and anyio.current_time() >= self._valid_until:
+            self._mark_lost("expired", detail)
 
     def _active(self) -> bool:
         """Neither released nor lost (the local deadline is not considered)."""
@@ -237,13 +250,13 @@ class Lease:
         return self._deadline - max(0.0, self._suspended() - self._suspended_base)
 
     def _count_from(self, sent_at: float, suspended_at_send: float) -> None:
-        """Validity counts from the send of the write in force: the one deadline formula.
+        """Validity counts from the send of the write in force (`Timing.deadline`).
 
         The deadline is on the monotonic clock, which stands still while the host is
         suspended: the time suspended since the send is taken off (`_valid_until`).
         """
         self._last_sent = sent_at
-        self._deadline = sent_at + self.ttl - self._safety_margin
+        self._deadline = self._timing.deadline(sent_at)
         self._suspended_base = suspended_at_send
 
     def _renewed(

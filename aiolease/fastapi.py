@@ -43,8 +43,9 @@ except ImportError as error:  # pragma: no cover - exercised with fastapi hidden
 from ._durations import ACQUIRE_TIMEOUT, TTL, Duration, optional_seconds
 from ._exceptions import LeaseConfigError, LeaseHeldError, LeaseStoreError
 from ._lease import Lease
-from ._manager import LeaseManager
-from ._store import UNSET
+from ._manager import LeaseManager, check_manager
+from ._validation import MAX_KEY_BYTES, check_key, utf8_size
+from .store import UNSET
 
 __all__ = ["DEFAULT_STATE_NAME", "KeySource", "lease_dependency", "lease_manager_lifespan"]
 
@@ -58,7 +59,6 @@ KeySource = str | Callable[[Request], str | Awaitable[str]]
 
 ManagerSource = LeaseManager | Callable[[Request], LeaseManager] | str
 
-_MAX_KEY_BYTES: Final = 2048  # DynamoDB's limit for a partition key value
 _HTTP_ERROR_MIN: Final = 400
 _HTTP_ERROR_MAX: Final = 599
 
@@ -73,8 +73,7 @@ async def lease_manager_lifespan(
     While it runs, leases taken by `lease_dependency` are heartbeated by the manager; on
     exit any lease still held is released and ``app.state.<name>`` is removed.
     """
-    if not isinstance(manager, LeaseManager):
-        raise LeaseConfigError(f"expected a LeaseManager, got {type(manager).__name__}")
+    check_manager(manager)
     async with manager:
         setattr(app.state, name, manager)
         try:
@@ -197,8 +196,8 @@ def _template_builder(template: str) -> Callable[[Request], Awaitable[str]]:
             f"key template {template!r} may only use parameter names in braces, got {bad}"
         )
     if not fields:
-        if not template or len(template.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES:
-            raise LeaseConfigError(f"key must be 1 to {_MAX_KEY_BYTES} bytes, got {template!r}")
+        if not template or utf8_size(template, name="key") > MAX_KEY_BYTES:
+            raise LeaseConfigError(f"key must be 1 to {MAX_KEY_BYTES} bytes, got {template!r}")
         fixed = template.format()  # turns {{ and }} into braces
 
         async def fixed_key(_request: Request) -> str:
@@ -213,11 +212,10 @@ def _template_builder(template: str) -> Callable[[Request], Awaitable[str]]:
         if missing:
             raise HTTPException(422, detail=f"the lease key needs the parameters {missing}")
         result = template.format_map(values)
-        if not result or len(result.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES:
-            raise HTTPException(
-                422, detail=f"the lease key must be 1 to {_MAX_KEY_BYTES} bytes in UTF-8"
-            )
-        return result
+        try:
+            return check_key(result, name="the lease key")
+        except LeaseConfigError as error:
+            raise HTTPException(422, detail=str(error)) from None
 
     return from_template
 

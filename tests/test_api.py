@@ -35,7 +35,7 @@ from aiolease import (
     LeaseTimeoutError,
     TableNotFoundError,
 )
-from aiolease._store import _translate
+from aiolease.dynamodb import _translate
 
 
 def test_all_lists_exactly_the_public_names() -> None:
@@ -135,9 +135,9 @@ def test_a_client_for_another_service_is_refused() -> None:
                 service_name = "s3"
 
     with pytest.raises(LeaseConfigError, match="a client for 's3'"):
-        LeaseManager(S3Client(), "leases")  # type: ignore[arg-type]
+        LeaseManager(S3Client(), "leases")  # type: ignore[call-overload]
     with pytest.raises(LeaseConfigError, match="DynamoDB client"):
-        LeaseManager(object(), "leases")  # type: ignore[arg-type]
+        LeaseManager(object(), "leases")  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize(

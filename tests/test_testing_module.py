@@ -44,11 +44,15 @@ PUBLIC_API = {
     "Fault",
     "FaultContext",
     "FaultyClient",
+    "Interceptor",
     "LocalDynamoDB",
     "LossyProxy",
+    "MemoryStore",
+    "Operation",
     "Perform",
     "ProxyRule",
     "Rule",
+    "Semantics",
     "SkewedClock",
     "drop_response",
     "fail_before",
@@ -100,6 +104,8 @@ def test_public_api() -> None:
             "INTERCEPTED_OPERATIONS",
             "THROTTLING_CODES",
             "Perform",
+            "Interceptor",
+            "Semantics",
         }
 
 

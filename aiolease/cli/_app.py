@@ -27,6 +27,7 @@ from aiolease._exceptions import (
 )
 from aiolease._lease import LeaseInfo
 from aiolease._manager import LeaseManager
+from aiolease._version import __version__
 
 from ._run import EXIT_HELD, EXIT_LOST, run_under_lease
 
@@ -105,7 +106,7 @@ def _fail(message: str, code: int) -> NoReturn:
 @click.option(
     "--profile", envvar="AWS_PROFILE", default=None, help="AWS profile [env AWS_PROFILE]."
 )
-@click.version_option(package_name="aiolease")
+@click.version_option(version=__version__, prog_name="aiolease")
 @click.pass_context
 def cli(
     ctx: click.Context,

@@ -17,6 +17,7 @@ from ._common import (
     check_callable,
     check_key,
     check_manager,
+    lease_unless_held,
     logger,
     optional_seconds,
 )
@@ -111,17 +112,13 @@ async def claim_each(
     check_callable(fn, name="fn")
     results: dict[str, T] = {}
     for key in _keys(keys, shuffle=shuffle):
-        lease: Lease | None = None
-        try:
-            async with manager.lease(key, ttl=ttl, timeout=0) as lease:
-                if is_done(lease):
-                    continue
-                result = await fn(lease)
-                await manager.refresh(lease, data=DONE)
-        except LeaseHeldError as held:
-            if lease is not None:
-                raise  # from fn itself
-            logger.debug("claim_each: %r is held by %r; skipped", key, held.owner)
-            continue
+        async with lease_unless_held(manager, key, ttl=ttl, timeout=0) as lease:
+            if isinstance(lease, LeaseHeldError):
+                logger.debug("claim_each: %r is held by %r; skipped", key, lease.owner)
+                continue
+            if is_done(lease):
+                continue
+            result = await fn(lease)
+            await manager.refresh(lease, data=DONE)
         results[key] = result
     return results

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Final, TypeVar
 
 import anyio
 
-from aiolease import LeaseConfigError, LeaseManager
+from aiolease import Lease, LeaseConfigError, LeaseHeldError, LeaseManager
 from aiolease._durations import (
     ACQUIRE_TIMEOUT,
     POLL_INTERVAL,
@@ -17,6 +18,8 @@ from aiolease._durations import (
     optional_seconds,
     seconds,
 )
+from aiolease._manager import check_manager
+from aiolease._validation import check_key
 
 __all__ = [
     "ACQUIRE_TIMEOUT",
@@ -26,6 +29,7 @@ __all__ = [
     "check_callable",
     "check_key",
     "check_manager",
+    "lease_unless_held",
     "logger",
     "optional_seconds",
     "run_bounded",
@@ -37,24 +41,34 @@ logger: Final = logging.getLogger("aiolease.patterns")
 T = TypeVar("T")
 
 
-def check_manager(manager: object) -> LeaseManager:
-    """`manager` if it is a `LeaseManager`, else `LeaseConfigError`."""
-    if not isinstance(manager, LeaseManager):
-        raise LeaseConfigError(f"expected a LeaseManager, got {type(manager).__name__}")
-    return manager
-
-
-def check_key(key: object, *, name: str = "key") -> str:
-    """`key` if it is a non-empty string, else `LeaseConfigError`."""
-    if not isinstance(key, str) or not key:
-        raise LeaseConfigError(f"{name} must be a non-empty string, got {key!r}")
-    return key
-
-
 def check_callable(value: object, *, name: str) -> None:
     """Raise `LeaseConfigError` unless `value` is callable."""
     if not callable(value):
         raise LeaseConfigError(f"{name} must be callable, got {value!r}")
+
+
+@asynccontextmanager
+async def lease_unless_held(
+    manager: LeaseManager, key: str, *, ttl: Duration | None, timeout: Duration | None
+) -> AsyncIterator[Lease | LeaseHeldError]:
+    """``manager.lease(key)``, or the `LeaseHeldError` that kept the block from starting.
+
+    The body gets the lease, or the error when the key was held: a `LeaseHeldError` the
+    body itself raises propagates like any other exception, never mistaken for contention.
+    """
+    block = manager.lease(key, ttl=ttl, timeout=timeout)
+    try:
+        lease = await block.__aenter__()
+    except LeaseHeldError as held:
+        yield held
+        return
+    try:
+        yield lease
+    except BaseException as error:
+        await block.__aexit__(type(error), error, error.__traceback__)  # raises a loss
+        raise
+    else:
+        await block.__aexit__(None, None, None)
 
 
 async def run_bounded(hook: Callable[[], Awaitable[T]], *, timeout: float, what: str) -> None:

@@ -16,6 +16,7 @@ from ._common import (
     check_callable,
     check_key,
     check_manager,
+    lease_unless_held,
     logger,
     optional_seconds,
     run_bounded,
@@ -81,8 +82,7 @@ class LeaderElection:
         self._leader: str | None = None
         self._lease: Lease | None = None
         self._running = False
-        # Validate the ttl against the manager's timings now rather than at the first term.
-        manager.lease(self.key, ttl=self._ttl, timeout=0)
+        manager._timing(self._ttl)  # the ttl must fit the manager's timings: refused now
 
     @property
     def leader(self) -> str | None:
@@ -115,17 +115,16 @@ class LeaderElection:
         manager = self._manager
         lease: Lease | None = None
         try:
-            async with manager.lease(self.key, ttl=self._ttl, timeout=0) as lease:
-                self._lease = lease
+            async with lease_unless_held(manager, self.key, ttl=self._ttl, timeout=0) as won:
+                if isinstance(won, LeaseHeldError):
+                    await self._observe(won.owner)
+                    await anyio.sleep(max(min(won.retry_after, self._retry_period), _MIN_PAUSE))
+                    return
+                lease = self._lease = won
                 await self._observe(manager.owner)
                 logger.info("%r: %r is leader (fence %d)", self.key, manager.owner, lease.fence)
                 await self._on_started(lease)
                 await lease.wait_lost()
-        except LeaseHeldError as held:
-            if lease is not None:
-                raise  # from the leader's own code, not from the campaign
-            await self._observe(held.owner)
-            await anyio.sleep(max(min(held.retry_after, self._retry_period), _MIN_PAUSE))
         except LeaseStoreError as error:
             if lease is not None or not error.transient:
                 raise

@@ -17,6 +17,7 @@ from ._common import (
     check_callable,
     check_key,
     check_manager,
+    lease_unless_held,
     logger,
     optional_seconds,
 )
@@ -56,20 +57,18 @@ async def _attempt(
     fn: Callable[[Lease], Awaitable[T]],
     ttl: float | None,
 ) -> Regenerated[T] | Busy:
-    won = False
-    try:
-        async with manager.lease(key, ttl=ttl, timeout=0) as lease:
-            won = True
-            value = await fn(lease)
-            # The body is cancelled if the lease is lost, so reaching here means it was held.
-            return Regenerated(key=key, value=value, fence=lease.fence)
-    except LeaseHeldError as held:
-        if won:
-            raise  # from fn itself
-        logger.debug("single-flight %r: held by %r", key, held.owner)
-        return Busy(
-            key=key, owner=held.owner, expires_at=held.expires_at, retry_after=held.retry_after
-        )
+    async with lease_unless_held(manager, key, ttl=ttl, timeout=0) as lease:
+        if isinstance(lease, LeaseHeldError):
+            logger.debug("single-flight %r: held by %r", key, lease.owner)
+            return Busy(
+                key=key,
+                owner=lease.owner,
+                expires_at=lease.expires_at,
+                retry_after=lease.retry_after,
+            )
+        value = await fn(lease)
+        # The body is cancelled if the lease is lost, so reaching here means it was held.
+        return Regenerated(key=key, value=value, fence=lease.fence)
 
 
 async def single_flight(

@@ -15,6 +15,7 @@ from ._common import (
     Duration,
     check_key,
     check_manager,
+    lease_unless_held,
     logger,
     optional_seconds,
     seconds,
@@ -74,22 +75,17 @@ def singleton(
         @functools.wraps(fn)
         async def run(*args: P.args, **kwargs: P.kwargs) -> T | None:
             current = check_manager(manager if isinstance(manager, LeaseManager) else manager())
-            entered = False
-            try:
-                async with current.lease(lease_key, ttl=lease_ttl, timeout=limit):
-                    entered = True
-                    return await fn(*args, **kwargs)
-            except LeaseHeldError as held:
-                if entered:
-                    raise  # from the function itself
-                logger.info(
-                    "skipped %s: %r is held by %r (free in at most %.3f s)",
-                    getattr(fn, "__qualname__", fn),
-                    lease_key,
-                    held.owner,
-                    held.retry_after,
-                )
-                return None
+            async with lease_unless_held(current, lease_key, ttl=lease_ttl, timeout=limit) as lease:
+                if isinstance(lease, LeaseHeldError):
+                    logger.info(
+                        "skipped %s: %r is held by %r (free in at most %.3f s)",
+                        getattr(fn, "__qualname__", fn),
+                        lease_key,
+                        lease.owner,
+                        lease.retry_after,
+                    )
+                    return None
+                return await fn(*args, **kwargs)
 
         return run
 

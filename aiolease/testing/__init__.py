@@ -10,6 +10,9 @@
   (:func:`throttle`), answers with a :func:`server_error` or never answers (:func:`hang`).
 * :class:`LossyProxy` does the same on the wire, below the SDK's retries.
 * :class:`SkewedClock` is a wall clock to skew one manager against another.
+* :class:`MemoryStore` is a lease store in this process, for ``LeaseManager(MemoryStore())``:
+  the DynamoDB store's semantics (or a SQL store's) without a server, with a hook at
+  every operation (:class:`Operation`) to delay it, apply it twice or lose its answer.
 
 The moto backend needs the ``aiolease[testing]`` extra; everything else needs only
 aiolease's own dependencies. See ``docs/testing.md`` for a guide.
@@ -33,6 +36,7 @@ from ._faults import (
     server_error,
     throttle,
 )
+from ._memory import Interceptor, MemoryStore, Operation, Semantics
 from ._proxy import LossyProxy, ProxyRule
 
 __all__ = [
@@ -44,11 +48,15 @@ __all__ = [
     "Fault",
     "FaultContext",
     "FaultyClient",
+    "Interceptor",
     "LocalDynamoDB",
     "LossyProxy",
+    "MemoryStore",
+    "Operation",
     "Perform",
     "ProxyRule",
     "Rule",
+    "Semantics",
     "SkewedClock",
     "drop_response",
     "fail_before",

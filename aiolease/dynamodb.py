@@ -1,20 +1,27 @@
-"""Every DynamoDB request aiolease makes, one function per operation.
+"""The DynamoDB store: every DynamoDB request aiolease makes, one method per operation.
 
-This module holds the item schema and the expressions; it knows nothing of time,
-retries or cancellation (that policy lives in the manager). Each function sends exactly
-one request and translates failures into `LeaseStoreError`, saying whether retrying can
-heal the failure and whether the write may have been applied.
+`DynamoDBStore` holds the item schema and the expressions, and judges expiry by the
+manager's wall clock within `max_clock_skew` (design.md §4); it knows nothing of
+retries, deadlines or cancellation (that policy lives in the manager). Each operation
+sends exactly one request and translates failures into `LeaseStoreError` in one place
+(`_translate`), saying whether retrying can heal the failure and whether the write may
+have been applied. ``LeaseManager(client, table)`` builds one; pass one yourself as
+``LeaseManager(DynamoDBStore(client, table, ...))``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Protocol
 
+import anyio
 from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
@@ -24,36 +31,51 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from ._durations import TTL_BUFFER, Duration, seconds
 from ._exceptions import LeaseConfigError, LeaseStoreError, TableNotFoundError
+from ._validation import utf8_size
+from .store import Capability, DataUpdate, Now, Outcome, Page, Record, _Restore
 
-__all__ = [
-    "ATTRIBUTE_ROLES",
-    "DynamoDBClient",
-    "Outcome",
-    "Record",
-    "Store",
-]
+__all__ = ["ATTRIBUTE_ROLES", "DynamoDBClient", "DynamoDBStore"]
 
 
 class DynamoDBClient(Protocol):
-    """The parts of an aiobotocore or aioboto3 DynamoDB client that aiolease uses."""
+    """The parts of an aiobotocore or aioboto3 DynamoDB client that aiolease uses.
+
+    Each property is the client method of that name; the store calls nothing else.
+    """
 
     @property
-    def meta(self) -> Any: ...
+    def meta(self) -> Any:
+        """The client's ``meta``: its service model names the service (``dynamodb``)."""
+
     @property
-    def update_item(self) -> Callable[..., Awaitable[Any]]: ...
+    def update_item(self) -> Callable[..., Awaitable[Any]]:
+        """The client's ``update_item``."""
+
     @property
-    def get_item(self) -> Callable[..., Awaitable[Any]]: ...
+    def get_item(self) -> Callable[..., Awaitable[Any]]:
+        """The client's ``get_item``."""
+
     @property
-    def scan(self) -> Callable[..., Awaitable[Any]]: ...
+    def scan(self) -> Callable[..., Awaitable[Any]]:
+        """The client's ``scan``."""
+
     @property
-    def describe_table(self) -> Callable[..., Awaitable[Any]]: ...
+    def describe_table(self) -> Callable[..., Awaitable[Any]]:
+        """The client's ``describe_table``."""
+
     @property
-    def create_table(self) -> Callable[..., Awaitable[Any]]: ...
+    def create_table(self) -> Callable[..., Awaitable[Any]]:
+        """The client's ``create_table``."""
+
     @property
-    def describe_time_to_live(self) -> Callable[..., Awaitable[Any]]: ...
+    def describe_time_to_live(self) -> Callable[..., Awaitable[Any]]:
+        """The client's ``describe_time_to_live``."""
+
     @property
-    def update_time_to_live(self) -> Callable[..., Awaitable[Any]]: ...
+    def update_time_to_live(self) -> Callable[..., Awaitable[Any]]:
+        """The client's ``update_time_to_live``."""
 
 
 # The logical attributes of a lease item, each renameable through `attribute_names`.
@@ -76,6 +98,8 @@ ATTRIBUTE_ROLES: Final = (
 
 logger = logging.getLogger("aiolease")
 
+_TABLE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+_FIRST_POLL: Final = 0.05  # the first pause while a new table becomes ACTIVE
 _DEFAULT_NAMES: Final = {role: role for role in ATTRIBUTE_ROLES} | {"key": "pk"}
 
 _THROTTLING: Final = frozenset(
@@ -104,59 +128,6 @@ _WRONG_LOOP: Final = (
 
 
 @dataclass(frozen=True, slots=True)
-class Record:
-    """A lease item as read from the table."""
-
-    key: str
-    owner: str | None
-    token: str | None
-    version: str | None
-    fence: int | None
-    expires_at_ms: int | None
-    duration_ms: int | None
-    data: str | None
-    released: str | None
-    released_before: str | None = None
-    revoked: tuple[str, ...] = ()
-    sequence: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The answer to a conditional write: applied, or refused with the item as it stood.
-
-    `record` is None after a refusal when the server did not return the item (some
-    emulators ignore ``ReturnValuesOnConditionCheckFailure``) or when it does not exist.
-    `resent` says the SDK sent the request more than once: an earlier send may have
-    applied, or may still be in the network.
-    """
-
-    applied: bool
-    record: Record | None
-    resent: bool = False
-
-
-class _Unset:
-    """Marker for "leave the stored data unchanged"."""
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-class _Restore:
-    """Marker for "put back the data the grant found" (an acquire's undo)."""
-
-    def __repr__(self) -> str:
-        return "RESTORE"
-
-
-UNSET: Final = _Unset()
-RESTORE: Final = _Restore()
-# JSON text to store, None to remove, UNSET to keep, RESTORE to undo an acquire's data.
-DataUpdate = str | None | _Unset | _Restore
-
-
-@dataclass(frozen=True, slots=True)
 class _Expression:
     """The fixed parts of a conditional write: everything but the values."""
 
@@ -180,8 +151,17 @@ def _with_data(values: dict[str, Any], data: DataUpdate) -> dict[str, Any]:
     return values
 
 
-class Store:
-    """Requests against one lease table."""
+class DynamoDBStore:
+    """Leases in one DynamoDB table, through an aiobotocore or aioboto3 client.
+
+    `client` stays yours to open and close; `table` names the lease table (see
+    `create_table()`). `attribute_names` renames item attributes by role (see
+    `ATTRIBUTE_ROLES`); `sort_key` is ``(attribute, value)`` for a table with a sort key,
+    every lease item using that fixed value; `ttl_buffer` is how long after expiry
+    DynamoDB TTL may delete an item (one day).
+    """
+
+    capabilities: frozenset[Capability] = frozenset()
 
     def __init__(
         self,
@@ -190,16 +170,46 @@ class Store:
         *,
         attribute_names: Mapping[str, str] | None = None,
         sort_key: tuple[str, str] | None = None,
+        ttl_buffer: Duration = timedelta(days=1),
     ) -> None:
+        _check_client(client)
+        if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
+            raise LeaseConfigError(
+                f"table must be a DynamoDB table name (3-255 characters of letters, digits, "
+                f"'_', '-' and '.'), got {table!r}"
+            )
+        if sort_key is not None and not (
+            isinstance(sort_key, tuple)
+            and len(sort_key) == 2  # noqa: PLR2004
+            and all(isinstance(part, str) and part for part in sort_key)
+        ):
+            raise LeaseConfigError(
+                "sort_key must be a tuple (attribute_name, value) of two non-empty strings, "
+                f"got {sort_key!r}"
+            )
+        if sort_key is not None:
+            utf8_size(sort_key[1], name="sort_key value")
         self.client = client
         self.table = table
         self.names = _resolve_names(attribute_names)
         self.sort_key = sort_key
+        self.ttl_buffer = seconds(ttl_buffer, name="ttl_buffer", bounds=TTL_BUFFER)
         self._expressions: dict[tuple[str, str, bool], _Expression] = {}
         if sort_key is not None and sort_key[0] in self.names.values():
             raise LeaseConfigError(
                 f"sort_key attribute {sort_key[0]!r} collides with a lease attribute name; "
                 "choose another name or rename the lease attribute through attribute_names"
+            )
+
+    def __repr__(self) -> str:
+        return f"<DynamoDBStore table={self.table!r}>"
+
+    def check_options(self, *, max_clock_skew: float) -> None:
+        """Refuse a skew bound as large as `ttl_buffer`: TTL deletes by DynamoDB's clock."""
+        if max_clock_skew >= self.ttl_buffer:
+            raise LeaseConfigError(
+                f"max_clock_skew ({max_clock_skew} s) must be below ttl_buffer "
+                f"({self.ttl_buffer} s): DynamoDB deletes expired items by its own clock"
             )
 
     # -- keys and records -------------------------------------------------------------
@@ -211,8 +221,8 @@ class Store:
             item_key[self.sort_key[0]] = {"S": self.sort_key[1]}
         return item_key
 
-    def record(self, item: Mapping[str, Any] | None) -> Record | None:
-        """Decode a DynamoDB item, or None."""
+    def record(self, item: Mapping[str, Any] | None, now: Now) -> Record | None:
+        """Decode a DynamoDB item read at `now`, or None."""
         if not item:
             return None
         n = self.names
@@ -230,19 +240,28 @@ class Store:
             return tuple(str(v["S"]) for v in value.get("L", ()) if "S" in v)
 
         key = str(item[n["key"]]["S"])
+        token = text("token")
+        expires_at_ms = number("expires_at")
+        # The wall-clock rule: a lease may be taken over max_clock_skew after its expiry.
+        takeover_in = (
+            None
+            if token is None or expires_at_ms is None
+            else expires_at_ms / 1000 + now.max_clock_skew - now.wall
+        )
         return Record(
             key=key,
             owner=text("owner"),
-            token=text("token"),
+            token=token,
             version=text("version"),
             fence=number("fence"),
-            expires_at_ms=number("expires_at"),
+            expires_at_ms=expires_at_ms,
             duration_ms=number("duration"),
             data=text("data"),
             released=text("released"),
             released_before=text("released_before"),
             revoked=texts("revoked"),
             sequence=number("sequence"),
+            takeover_in=takeover_in,
         )
 
     # -- the lease operations (one request each) --------------------------------------
@@ -254,13 +273,10 @@ class Store:
         owner: str,
         token: str,
         version: str,
-        expires_at_ms: int,
-        duration_ms: int,
-        ttl_epoch_s: int,
-        stale_before_ms: int,
+        ttl: float,
         seen_version: str | None,
-        fence_seed: int,
         data: DataUpdate,
+        now: Now,
     ) -> Outcome:
         """Take the lease if free, expired, or unchanged since `seen_version`.
 
@@ -268,26 +284,28 @@ class Store:
         refusal returns our own token and version, by which the caller recognises its
         grant. A release marker with our token, or our token among the revoked, stops a
         stale write from reviving a lease we have released or undone. The fence grows by
-        one from its stored value, or starts at `fence_seed` when the item (or its fence)
-        is missing. The holder's write sequence starts at 1. Given data, the data found is
-        kept in `data_before` for the undo.
+        one from its stored value, or starts from the wall clock in microseconds when the
+        item (or its fence) is missing. The holder's write sequence starts at 1. Given
+        data, the data found is kept in `data_before` for the undo.
         """
+        wall = now.wall
         values: dict[str, Any] = {
             ":tok": {"S": token},
             ":own": {"S": owner},
             ":ver": {"S": version},
-            ":exp": {"N": str(expires_at_ms)},
-            ":dur": {"N": str(duration_ms)},
-            ":ttl": {"N": str(ttl_epoch_s)},
-            ":stale": {"N": str(stale_before_ms)},
-            ":seed": {"N": str(fence_seed)},
+            ":exp": {"N": str(math.ceil((wall + ttl) * 1000))},
+            ":dur": {"N": str(math.ceil(ttl * 1000))},
+            ":ttl": {"N": str(math.ceil(wall + ttl + self.ttl_buffer))},
+            # The wall-clock rule: an expiry before this may be taken over.
+            ":stale": {"N": str(math.floor((wall - now.max_clock_skew) * 1000))},
+            ":seed": {"N": str(math.floor(wall * 1_000_000))},
             ":one": {"N": "1"},
             ":none": {"NULL": True},
         }
         if seen_version is not None:
             values[":seen"] = {"S": seen_version}
         expression = self._expression("acquire", data, seen=seen_version is not None)
-        return await self._conditional_update(key, expression, _with_data(values, data))
+        return await self._conditional_update(key, expression, _with_data(values, data), now)
 
     async def refresh(
         self,
@@ -295,29 +313,29 @@ class Store:
         *,
         token: str,
         version: str,
-        expires_at_ms: int,
-        duration_ms: int,
-        ttl_epoch_s: int,
+        ttl: float,
         sequence: int,
         data: DataUpdate,
+        now: Now,
     ) -> Outcome:
         """Extend the lease held with `token`, writing a new record version.
 
         Refused if a write of ours with a later `sequence` has applied: a refresh that
         arrives late never rolls the item back.
         """
+        wall = now.wall
         values: dict[str, Any] = {
             ":tok": {"S": token},
             ":seq": {"N": str(sequence)},
             ":ver": {"S": version},
-            ":exp": {"N": str(expires_at_ms)},
-            ":dur": {"N": str(duration_ms)},
-            ":ttl": {"N": str(ttl_epoch_s)},
+            ":exp": {"N": str(math.ceil((wall + ttl) * 1000))},
+            ":dur": {"N": str(math.ceil(ttl * 1000))},
+            ":ttl": {"N": str(math.ceil(wall + ttl + self.ttl_buffer))},
         }
         expression = self._expression("refresh", data)
-        return await self._conditional_update(key, expression, _with_data(values, data))
+        return await self._conditional_update(key, expression, _with_data(values, data), now)
 
-    async def release(self, key: str, *, token: str, data: DataUpdate) -> Outcome:
+    async def release(self, key: str, *, token: str, data: DataUpdate, now: Now) -> Outcome:
         """Clear the holder if it is still `token`, leaving `token` as the release marker.
 
         The item, its fence and (unless `data` says otherwise) its data are kept; RESTORE
@@ -327,9 +345,11 @@ class Store:
         if isinstance(data, _Restore):
             values[":none"] = {"NULL": True}
         expression = self._expression("release", data)
-        return await self._conditional_update(key, expression, _with_data(values, data))
+        return await self._conditional_update(key, expression, _with_data(values, data), now)
 
-    async def break_lease(self, key: str, *, token: str, fence: int | None, marker: str) -> Outcome:
+    async def break_lease(
+        self, key: str, *, token: str, fence: int | None, marker: str, now: Now
+    ) -> Outcome:
         """Clear the grant of `token` with `fence` on `key`, leaving `marker` as release marker.
 
         Conditioned on that very grant, so a re-sent break never touches the next one (nor
@@ -344,9 +364,9 @@ class Store:
         expression = _Expression(
             "SET #rel = :mark REMOVE #tok", condition, self._names("tok", "rel", "fen")
         )
-        return await self._conditional_update(key, expression, values, return_values="ALL_OLD")
+        return await self._conditional_update(key, expression, values, now, return_values="ALL_OLD")
 
-    async def revoke(self, key: str, *, token: str, previous: tuple[str, ...]) -> Outcome:
+    async def revoke(self, key: str, *, token: str, previous: tuple[str, ...], now: Now) -> Outcome:
         """Add `token` to the item's undone tokens, if they still are `previous`.
 
         Keeps the newest `REVOKED_KEPT`. The acquire condition refuses a revoked token, so a
@@ -363,9 +383,9 @@ class Store:
         else:
             condition = "attribute_not_exists(#rvk)"
         expression = _Expression("SET #rvk = :rvk", condition, self._names("rvk"))
-        return await self._conditional_update(key, expression, values)
+        return await self._conditional_update(key, expression, values, now)
 
-    async def get(self, key: str) -> Record | None:
+    async def get(self, key: str, *, now: Now) -> Record | None:
         """Read the item for `key` with a strongly consistent read."""
         response = await self._call(
             "GetItem",
@@ -374,12 +394,13 @@ class Store:
             Key=self.item_key(key),
             ConsistentRead=True,
         )
-        return self.record(response.get("Item"))
+        return self.record(response.get("Item"), now)
 
-    async def scan_page(
-        self, prefix: str, *, start: Mapping[str, Any] | None
-    ) -> tuple[list[Record], Mapping[str, Any] | None]:
-        """One page of items whose key starts with `prefix` and that have a holder token."""
+    async def list_page(self, prefix: str, *, cursor: Any, now: Now) -> Page:
+        """One page of items whose key starts with `prefix` and that have a holder token.
+
+        A consistent Scan; `cursor` is DynamoDB's ``LastEvaluatedKey`` of the page before.
+        """
         names = self._names("tok")
         values: dict[str, Any] = {}
         filters = ["attribute_exists(#tok)"]
@@ -399,15 +420,68 @@ class Store:
         }
         if values:
             params["ExpressionAttributeValues"] = values
-        if start is not None:
-            params["ExclusiveStartKey"] = dict(start)
+        if cursor is not None:
+            params["ExclusiveStartKey"] = dict(cursor)
         response = await self._call("Scan", self.client.scan, **params)
-        records = [r for r in map(self.record, response.get("Items", ())) if r is not None]
-        return records, response.get("LastEvaluatedKey")
+        items = response.get("Items", ())
+        records = [r for r in (self.record(item, now) for item in items) if r is not None]
+        return Page(records, response.get("LastEvaluatedKey"))
 
     # -- the table ---------------------------------------------------------------------
 
-    async def describe_table(self) -> Mapping[str, Any]:
+    async def check_table(self) -> None:
+        """Refuse a table whose keys do not match, or that replicates last-writer-wins."""
+        self._check_description(await self._describe_table())
+
+    def _check_description(self, description: Mapping[str, Any]) -> None:
+        types = {
+            a["AttributeName"]: a["AttributeType"]
+            for a in description.get("AttributeDefinitions", ())
+        }
+        schema = {k["KeyType"]: k["AttributeName"] for k in description.get("KeySchema", ())}
+        wanted = {"HASH": self.names["key"]}
+        if self.sort_key is not None:
+            wanted["RANGE"] = self.sort_key[0]
+        if schema != wanted or any(types.get(name) != "S" for name in wanted.values()):
+            found = ", ".join(f"{kind} {name} ({types.get(name)})" for kind, name in schema.items())
+            hint = (
+                "pass sort_key=(name, value) for a table with a sort key"
+                if "RANGE" in schema and "RANGE" not in wanted
+                else "use attribute_names={'key': ...} and sort_key to match the table, "
+                "or create a table with LeaseManager.create_table()"
+            )
+            raise LeaseConfigError(
+                f"table {self.table!r} has key schema [{found}], but aiolease needs "
+                + ", ".join(f"{kind} {name} (S)" for kind, name in wanted.items())
+                + f"; {hint}"
+            )
+        if description.get("Replicas") and description.get("MultiRegionConsistency") != "STRONG":
+            raise LeaseConfigError(
+                f"table {self.table!r} is a global table with eventually consistent "
+                "replication: two Regions could both grant a lease. Use a single-Region table "
+                "or a global table with multi-Region strong consistency (MRSC)"
+            )
+
+    async def create_table(self) -> bool:
+        """Create the table if missing, wait until it is ACTIVE, check it and enable TTL.
+
+        Uses on-demand billing; False if the table existed (with a usable schema). TTL is
+        enabled where the server supports it.
+        """
+        created = await self._create_table()
+        delay = _FIRST_POLL
+        while True:
+            description = await self._describe_table()
+            if description.get("TableStatus") == "ACTIVE":
+                break
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        self._check_description(description)
+        if not await self._enable_ttl():
+            logger.info("table %r: the server does not support TTL; skipped", self.table)
+        return created
+
+    async def _describe_table(self) -> Mapping[str, Any]:
         """DescribeTable's ``Table`` description."""
         response = await self._call(
             "DescribeTable", self.client.describe_table, TableName=self.table
@@ -415,7 +489,7 @@ class Store:
         table: Mapping[str, Any] = response["Table"]
         return table
 
-    async def create_table(self) -> bool:
+    async def _create_table(self) -> bool:
         """Create the table with on-demand billing; False if it already existed."""
         attributes = [{"AttributeName": self.names["key"], "AttributeType": "S"}]
         schema = [{"AttributeName": self.names["key"], "KeyType": "HASH"}]
@@ -437,7 +511,7 @@ class Store:
             raise
         return True
 
-    async def enable_ttl(self) -> bool:
+    async def _enable_ttl(self) -> bool:
         """Turn on DynamoDB TTL on the ttl attribute; False where the server lacks TTL."""
         try:
             response = await self._call(
@@ -553,6 +627,7 @@ class Store:
         key: str,
         expression: _Expression,
         values: dict[str, Any],
+        now: Now,
         *,
         return_values: str = "ALL_NEW",
     ) -> Outcome:
@@ -575,10 +650,12 @@ class Store:
                 raise
             answer = getattr(error, "response", {})
             return Outcome(
-                applied=False, record=self.record(answer.get("Item")), resent=_resent(answer)
+                applied=False, record=self.record(answer.get("Item"), now), resent=_resent(answer)
             )
         return Outcome(
-            applied=True, record=self.record(response.get("Attributes")), resent=_resent(response)
+            applied=True,
+            record=self.record(response.get("Attributes"), now),
+            resent=_resent(response),
         )
 
     async def _call(
@@ -589,6 +666,17 @@ class Store:
         except Exception as error:
             raise _translate(error, operation=operation, table=self.table) from error
         return response
+
+
+def _check_client(client: object) -> None:
+    meta = getattr(client, "meta", None)
+    service = getattr(getattr(meta, "service_model", None), "service_name", None)
+    if service != "dynamodb":
+        raise LeaseConfigError(
+            "client must be an aiobotocore or aioboto3 DynamoDB client, as yielded by "
+            "`async with session.create_client('dynamodb')`; got "
+            + (f"a client for {service!r}" if service else f"{type(client).__name__}")
+        )
 
 
 def _resolve_names(overrides: Mapping[str, str] | None) -> dict[str, str]:
