@@ -117,6 +117,29 @@ def safety(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def differential(session: nox.Session) -> None:
+    """MemoryStore against DynamoDB Local over many seeds (the suite runs six).
+
+    Not run by default. ``nox -s differential -- 2000`` runs that many seeds (default 500);
+    a diverging seed prints its sequence and the command that replays it.
+    """
+    install(session, ".", "aiobotocore>=3,<4", *dependency_group("tests"))
+    install_emulators(session)
+    runs = session.posargs[0] if session.posargs else "500"
+    session.run(
+        "pytest",
+        "tests/test_differential.py",
+        "-q",
+        env={
+            "AIOLEASE_TEST_BACKENDS": "ddblocal",
+            "AIOLEASE_DIFFERENTIAL_FIRST_SEED": "1000",
+            "AIOLEASE_DIFFERENTIAL_RUNS": runs,
+            "AIOLEASE_TEST_CLIENT": "aiobotocore",
+        },
+    )
+
+
+@nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """The benchmarks of docs/performance.md on DynamoDB Local; prints one table of ratios.
 

@@ -1,0 +1,38 @@
+"""Every store keeps the store contract: MemoryStore (both semantics) and DynamoDBStore."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Backend
+
+from aiolease.dynamodb import DynamoDBStore
+from aiolease.store import Store
+from aiolease.testing import MemoryStore
+from aiolease.testing.conformance import StoreContract
+
+
+class TestMemoryStore(StoreContract):
+    @pytest.fixture
+    def store(self) -> MemoryStore:
+        return MemoryStore()
+
+
+class TestMemoryStoreWithAServerClock(StoreContract):
+    @pytest.fixture
+    def store(self) -> MemoryStore:
+        return MemoryStore(semantics="server-clock", clock=self.clock)
+
+
+class TestDynamoDBStore(StoreContract):
+    """On moto, dynalite and DynamoDB Local (dynalite returns no record with a refusal)."""
+
+    page_size_hint = 40
+
+    @pytest.fixture
+    def store(self, backend: Backend) -> DynamoDBStore:
+        self.refusals_carry_the_record = backend.name != "dynalite"
+        return DynamoDBStore(backend.client, backend.table)
+
+    async def delete_item(self, store: Store, key: str) -> None:
+        assert isinstance(store, DynamoDBStore)
+        await store.client.delete_item(TableName=store.table, Key=store.item_key(key))  # type: ignore[attr-defined]
