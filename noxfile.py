@@ -12,10 +12,17 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).resolve().parent
-EMULATORS = ROOT / "tests" / "emulators"
+EMULATORS = ROOT / "tests" / "npm"  # the emulators' npm packages
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "typecheck", "tests", "tests_aioboto3", "docs"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "tests",
+    "tests_aioboto3",
+    "tests_newer_pythons",
+    "docs",
+]
 # Reuse environments locally; CI always builds them from scratch.
 nox.options.reuse_existing_virtualenvs = not os.environ.get("CI")
 nox.options.error_on_external_run = True
@@ -89,6 +96,23 @@ def tests(session: nox.Session) -> None:
     """Run the test suite with the newest aiobotocore 3.x."""
     install(session, ".", "aiobotocore>=3,<4", *dependency_group("tests"))
     run_pytest(session, {"AIOLEASE_TEST_CLIENT": "aiobotocore"})
+
+
+# The other Pythons of the classifiers; scripts/test makes pyenv's installs of them visible.
+NEWER_PYTHONS = ["3.12", "3.13"]
+
+
+@nox.session(python=NEWER_PYTHONS)
+def tests_newer_pythons(session: nox.Session) -> None:
+    """Run the test suite on Python 3.12 and 3.13, against moto and DynamoDB Local.
+
+    The whole matrix (aioboto3, dynalite) runs on 3.11; here each newer Python meets the
+    fast stand-in and the reference. Extra arguments go to pytest.
+    """
+    install(session, ".", "aiobotocore>=3,<4", *dependency_group("tests"))
+    run_pytest(
+        session, {"AIOLEASE_TEST_CLIENT": "aiobotocore", "AIOLEASE_TEST_BACKENDS": "moto,ddblocal"}
+    )
 
 
 @nox.session(python=PYTHON)

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-EMULATORS = Path(os.environ.get("AIOLEASE_EMULATORS_DIR", ROOT / "tests" / "emulators"))
+EMULATORS = Path(os.environ.get("AIOLEASE_EMULATORS_DIR", ROOT / "tests" / "npm"))
 
 
 @dataclass(frozen=True)

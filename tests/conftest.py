@@ -1,17 +1,22 @@
-"""Shared fixtures: every test that takes ``backend`` runs once per DynamoDB implementation.
+"""Shared fixtures: a test that takes ``store`` runs once per store, ``backend`` once per DynamoDB.
+
+Stores
+    The store-agnostic tests take ``store``: a fresh ``MemoryStore`` (``memory``) and a
+    ``DynamoDBStore`` on each backend below. The DynamoDB-only tests (raw requests,
+    ``FaultyClient``, ``LossyProxy``, expressions, the CLI) take ``backend``.
 
 Backends
     ``moto`` (moto's server, in-process, serialised as in :mod:`aiolease.testing`),
     ``dynalite`` (Node.js) and ``ddblocal`` (Amazon's DynamoDB Local, Java). Each server
-    starts once per test session, with one shared client (no SDK retries) and a lease
-    table ``leases`` keyed by ``pk``. Tests are grouped by backend, so one server runs at
-    a time.
+    starts once per test session, when a test first needs it, with one shared client (no
+    SDK retries) and a lease table ``leases`` keyed by ``pk``.
 
 Choosing backends
     ``AIOLEASE_TEST_BACKENDS=moto,dynalite`` (comma-separated) restricts the run; the
-    default is all three. ``@pytest.mark.backends("ddblocal", ...)`` limits a test to the
-    named backends; its other instances are deselected, not skipped. A backend whose
-    tools (``java``, ``node``, the npm packages in ``tests/emulators``) are missing makes
+    default is all three (``memory`` always runs). ``@pytest.mark.backends("ddblocal", ...)``
+    limits a test to the named backends (and ``memory``, if named); its other instances
+    are deselected, not skipped. A backend whose
+    tools (``java``, ``node``, the npm packages in ``tests/npm``) are missing makes
     its tests error with a message pointing at ``scripts/test``, which installs them.
 
 Real DynamoDB (opt-in, off by default)
@@ -33,8 +38,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
@@ -48,11 +52,15 @@ from emulators import (
     make_client,
     moto_server,
 )
+from support import Backend
+
+from aiolease.dynamodb import DynamoDBStore
+from aiolease.store import Store
+from aiolease.testing import MemoryStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from types_aiobotocore_dynamodb import DynamoDBClient
 
 # pytester runs the aiolease.testing plugin the way users enable it; the plugin's own
 # fixtures are also available to the suite (tests/test_testing_module.py uses them).
@@ -88,37 +96,19 @@ def selected_backends() -> list[str]:
 
 
 BACKENDS = selected_backends()
-
-
-@dataclass
-class Backend:
-    """A DynamoDB implementation under test, with a shared client and a lease table."""
-
-    name: str
-    #: ``None`` for real DynamoDB (the SDK's default endpoint).
-    endpoint_url: str | None
-    client: DynamoDBClient
-    table: str
-
-    def new_client(
-        self, *, endpoint_url: str | None = None, **config: Any
-    ) -> contextlib.AbstractAsyncContextManager[DynamoDBClient]:
-        """Return an async context manager for an extra client of this backend.
-
-        ``config`` goes to :class:`botocore.config.Config` (retries default to one
-        attempt; pass e.g. ``retries={"max_attempts": 3, "mode": "standard"}``).
-        ``endpoint_url`` overrides the backend's, e.g. to go through a proxy.
-        """
-        return make_client(endpoint_url or self.endpoint_url, **config)
+#: The in-process store: every store-agnostic test also runs on it.
+MEMORY = "memory"
+STORES = [MEMORY, *BACKENDS]
 
 
 def _marked_backends(item: pytest.Item) -> set[str] | None:
     names: set[str] | None = None
     for marker in item.iter_markers("backends"):
-        unknown = [n for n in marker.args if n not in ALL_BACKENDS]
+        unknown = [n for n in marker.args if n not in (*ALL_BACKENDS, MEMORY)]
         if unknown or not marker.args:
             msg = (
-                f"{item.nodeid}: @pytest.mark.backends needs names from {ALL_BACKENDS}, "
+                f"{item.nodeid}: @pytest.mark.backends needs names from "
+                f"{(*ALL_BACKENDS, MEMORY)}, "
                 f"got {marker.args}"
             )
             raise pytest.UsageError(msg)
@@ -133,7 +123,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         allowed = _marked_backends(item)
         callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("backend") if callspec is not None else None
+        params = callspec.params if callspec is not None else {}
+        backend = params.get("backend", params.get("store"))
         if allowed is not None and backend is not None and backend not in allowed:
             drop.append(item)
         else:
@@ -165,12 +156,42 @@ async def _open_backend(name: str) -> AsyncIterator[Backend]:
         )
 
 
+class _Servers:
+    """The DynamoDB implementations started so far, each once per session."""
+
+    def __init__(self, stack: contextlib.AsyncExitStack) -> None:
+        self._stack = stack
+        self._open: dict[str, Backend] = {}
+
+    async def get(self, name: str) -> Backend:
+        if name not in self._open:
+            self._open[name] = await self._stack.enter_async_context(_open_backend(name))
+        return self._open[name]
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def _servers() -> AsyncIterator[_Servers]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield _Servers(stack)
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session", params=BACKENDS, ids=BACKENDS)
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+async def backend(request: pytest.FixtureRequest, _servers: _Servers) -> Backend:
     """One DynamoDB implementation per parameter, started once per session."""
-    name: str = request.param
-    async with _open_backend(name) as opened:
-        yield opened
+    return await _servers.get(request.param)
+
+
+@pytest_asyncio.fixture(loop_scope="session", params=STORES, ids=STORES)
+async def store(request: pytest.FixtureRequest, _servers: _Servers) -> Store:
+    """Every store per parameter: a fresh `MemoryStore`, or `DynamoDBStore` on a backend.
+
+    The store-agnostic tests take this fixture; they run on every store, and faults they
+    inject are injected at the store level.
+    """
+    if request.param == MEMORY:
+        return MemoryStore()
+    opened = await _servers.get(request.param)
+    return DynamoDBStore(opened.client, opened.table)
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ Three launchers start a server on a free loopback port and stop it afterwards:
 Each is an async context manager yielding an :class:`Emulator` (``.name``,
 ``.endpoint_url``) once the server answers a ``ListTables`` call.
 
-The Node.js packages are pinned in ``tests/emulators/package.json`` and installed into
-``tests/emulators/node_modules`` by ``scripts/test`` (through nox). Set
+The Node.js packages are pinned in ``tests/npm/package.json`` and installed into
+``tests/npm/node_modules`` by ``scripts/test`` (through nox). Set
 ``AIOLEASE_EMULATORS_DIR`` to use a ``node_modules`` directory elsewhere (the variable
 names the directory that *contains* ``node_modules``).
 
@@ -95,7 +95,7 @@ class Emulator:
 def emulators_dir() -> Path:
     """Return the directory holding the emulators' ``node_modules``."""
     override = os.environ.get("AIOLEASE_EMULATORS_DIR")
-    return Path(override) if override else _ROOT / "emulators"
+    return Path(override) if override else _ROOT / "npm"
 
 
 def _client_config(**config_kwargs: Any) -> AioConfig:

@@ -14,8 +14,7 @@ from typing import Any
 import anyio
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
-from conftest import Backend
-from support import TTL, new_manager
+from support import TTL, Backend, new_manager
 
 from aiolease import LeaseConfigError, LeaseHeldError, LeaseLostError, LeaseStoreError
 from aiolease.testing import (

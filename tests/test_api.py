@@ -19,8 +19,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
     UnauthorizedSSOTokenError,
 )
-from conftest import Backend
-from support import FakeClient, new_manager
+from support import Backend, FakeClient, new_manager
 
 import aiolease
 from aiolease import (

@@ -12,8 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import Backend
-from support import FakeClient, new_manager
+from support import Backend, FakeClient, new_manager
 
 from aiolease import LeaseConfigError, LeaseHeldError, LeaseStoreError
 

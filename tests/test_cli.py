@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Backend
+from support import Backend
 
 pytestmark = pytest.mark.backends("ddblocal")
 

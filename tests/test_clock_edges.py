@@ -7,10 +7,10 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import Backend
-from support import FakeClient, new_manager
+from support import Backend, FakeClient, new_manager
 
 from aiolease import LeaseConfigError, LeaseLostError, LeaseStoreError
+from aiolease.store import Store
 from aiolease.testing import Fault, FaultContext, FaultyClient, Perform
 
 
@@ -29,10 +29,10 @@ class Suspendable:
 
 
 async def test_after_a_host_suspend_longer_than_the_lease_it_is_not_held(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     clock = Suspendable()
-    manager = new_manager(backend.client, backend.table, suspend_clock=clock)
+    manager = new_manager(store, suspend_clock=clock)
     lease = await manager.acquire(key, ttl=30, timeout=0)
     assert lease.remaining > 20
     clock.suspend(25)  # less than the ttl, more than it minus the safety margin
@@ -46,9 +46,9 @@ async def test_after_a_host_suspend_longer_than_the_lease_it_is_not_held(
     await manager.release(lease)
 
 
-async def test_a_short_suspend_only_shortens_the_lease(backend: Backend, key: str) -> None:
+async def test_a_short_suspend_only_shortens_the_lease(store: Store, key: str) -> None:
     clock = Suspendable()
-    manager = new_manager(backend.client, backend.table, suspend_clock=clock)
+    manager = new_manager(store, suspend_clock=clock)
     lease = await manager.acquire(key, ttl=30, timeout=0)
     before = lease.remaining
     clock.suspend(5)
@@ -59,13 +59,13 @@ async def test_a_short_suspend_only_shortens_the_lease(backend: Backend, key: st
     assert await manager.release(lease)
 
 
-@pytest.mark.backends("ddblocal")
+@pytest.mark.backends("ddblocal", "memory")
 async def test_a_lease_block_resumed_after_a_suspend_is_stopped_by_its_next_heartbeat(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     clock = Suspendable()
     ttl = 1.5  # heartbeat every 0.5 s
-    manager = new_manager(backend.client, backend.table, suspend_clock=clock)
+    manager = new_manager(store, suspend_clock=clock)
     with pytest.raises(LeaseLostError) as caught:
         async with manager.lease(key, ttl=ttl):
             clock.suspend(10 * ttl)

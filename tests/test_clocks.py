@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from conftest import Backend
-from support import new_manager
+from support import Backend, new_manager
 
 from aiolease import LeaseHeldError, LeaseLostError
+from aiolease.store import Store
 from aiolease.testing import SkewedClock
 
 
 async def test_the_wall_clock_rule_frees_a_lease_skew_bound_after_expiry(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     skew = 0.5
-    holder = new_manager(backend.client, backend.table, max_clock_skew=skew)
+    holder = new_manager(store, max_clock_skew=skew)
     # The contender has never seen the record before, so only the wall-clock rule applies.
     lease = await holder.acquire(key, ttl=0.4, timeout=0)
     await anyio.sleep(0.4 + 0.1)
-    contender = new_manager(backend.client, backend.table, max_clock_skew=skew)
+    contender = new_manager(store, max_clock_skew=skew)
     with pytest.raises(LeaseHeldError) as caught:
         await contender.acquire(key, timeout=0)  # expired, but not by skew yet
     assert 0 < caught.value.retry_after <= skew
@@ -30,14 +30,12 @@ async def test_the_wall_clock_rule_frees_a_lease_skew_bound_after_expiry(
 
 
 async def test_a_contender_whose_clock_runs_behind_waits_the_observed_duration(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     ttl = 0.8
-    holder = new_manager(backend.client, backend.table, max_clock_skew=0.1)
+    holder = new_manager(store, max_clock_skew=0.1)
     # An hour behind: the wall-clock rule would never fire; the version rule does.
-    behind = new_manager(
-        backend.client, backend.table, max_clock_skew=0.1, wall_clock=SkewedClock(-3600)
-    )
+    behind = new_manager(store, max_clock_skew=0.1, wall_clock=SkewedClock(-3600))
     lease = await holder.acquire(key, ttl=ttl, timeout=0)  # never refreshed
     started = anyio.current_time()
     taken = await behind.acquire(key, ttl=ttl, timeout=10 * ttl)
@@ -48,10 +46,10 @@ async def test_a_contender_whose_clock_runs_behind_waits_the_observed_duration(
     await behind.release(taken)
 
 
-async def test_a_refreshed_lease_resets_the_version_rule(backend: Backend, key: str) -> None:
+async def test_a_refreshed_lease_resets_the_version_rule(store: Store, key: str) -> None:
     ttl = 0.9
-    holder = new_manager(backend.client, backend.table)
-    behind = new_manager(backend.client, backend.table, wall_clock=SkewedClock(-3600))
+    holder = new_manager(store)
+    behind = new_manager(store, wall_clock=SkewedClock(-3600))
     outcome: list[str] = []
 
     async def contend() -> None:
@@ -70,14 +68,14 @@ async def test_a_refreshed_lease_resets_the_version_rule(backend: Backend, key: 
 
 
 async def test_a_holder_whose_clock_runs_behind_cannot_block_others_longer_than_its_lease(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     ttl = 0.8
     # The holder's clock is an hour behind, so its stored expiry is long past: others may
     # take over at once by their clocks. That is outside the skew bound (not promised), yet
     # fences still increase and the holder learns of it at its next heartbeat.
-    holder = new_manager(backend.client, backend.table, wall_clock=SkewedClock(-3600))
-    other = new_manager(backend.client, backend.table)
+    holder = new_manager(store, wall_clock=SkewedClock(-3600))
+    other = new_manager(store)
     with pytest.raises(LeaseLostError) as caught:
         async with holder.lease(key, ttl=ttl) as lease:
             taken = await other.acquire(key, ttl=10, timeout=0)
@@ -89,10 +87,10 @@ async def test_a_holder_whose_clock_runs_behind_cannot_block_others_longer_than_
 
 
 async def test_a_clock_jump_does_not_shorten_or_stretch_the_holders_deadline(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     clock = SkewedClock()
-    manager = new_manager(backend.client, backend.table, wall_clock=clock, safety_margin=0.1)
+    manager = new_manager(store, wall_clock=clock, safety_margin=0.1)
     lease = await manager.acquire(key, ttl=1.0, timeout=0)
     remaining = lease.remaining
     clock.jump(+600)

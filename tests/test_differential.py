@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import Backend
+from support import Backend
 
 from aiolease.dynamodb import DynamoDBStore
 from aiolease.store import RESTORE, UNSET, DataUpdate, Now, Outcome, Page, Record, Store

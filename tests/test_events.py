@@ -6,10 +6,10 @@ import logging
 
 import anyio
 import pytest
-from conftest import Backend
-from support import new_manager
+from support import Backend, new_manager
 
 from aiolease import LeaseConfigError, LeaseEvent, LeaseLostError, LeaseTimeoutError
+from aiolease.store import Store
 from aiolease.testing import FaultyClient, throttle
 
 
@@ -27,9 +27,9 @@ class Recorder:
         return [event for event in self.events if event.kind == kind]
 
 
-async def test_a_grant_a_refresh_and_a_release_are_reported(backend: Backend, key: str) -> None:
+async def test_a_grant_a_refresh_and_a_release_are_reported(store: Store, key: str) -> None:
     recorder = Recorder()
-    manager = new_manager(backend.client, backend.table, hooks=[recorder], owner="me")
+    manager = new_manager(store, hooks=[recorder], owner="me")
     lease = await manager.acquire(key, timeout=0)
     await manager.refresh(lease)
     assert await manager.release(lease)
@@ -44,10 +44,10 @@ async def test_a_grant_a_refresh_and_a_release_are_reported(backend: Backend, ke
     assert released.duration > 0
 
 
-async def test_contention_and_waiting_are_reported(backend: Backend, key: str) -> None:
+async def test_contention_and_waiting_are_reported(store: Store, key: str) -> None:
     recorder = Recorder()
-    holder = new_manager(backend.client, backend.table, owner="holder")
-    waiter = new_manager(backend.client, backend.table, hooks=[recorder])
+    holder = new_manager(store, owner="holder")
+    waiter = new_manager(store, hooks=[recorder])
     lease = await holder.acquire(key, ttl=10, timeout=0)
     with pytest.raises(LeaseTimeoutError):
         await waiter.acquire(key, timeout=0.2)
@@ -90,13 +90,13 @@ async def test_failed_refreshes_and_loss_are_reported(backend: Backend, key: str
 
 
 async def test_a_failing_hook_is_logged_and_changes_nothing(
-    backend: Backend, key: str, caplog: pytest.LogCaptureFixture
+    store: Store, key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken(event: LeaseEvent) -> None:
         raise RuntimeError(f"hook broke on {event.kind}")
 
     recorder = Recorder()
-    manager = new_manager(backend.client, backend.table, hooks=[broken, recorder])
+    manager = new_manager(store, hooks=[broken, recorder])
     with caplog.at_level(logging.ERROR, logger="aiolease"):
         lease = await manager.acquire(key, timeout=0)
         assert await manager.release(lease)
@@ -104,6 +104,6 @@ async def test_a_failing_hook_is_logged_and_changes_nothing(
     assert "hook" in caplog.text
 
 
-def test_hooks_must_be_callable(backend: Backend) -> None:
+def test_hooks_must_be_callable(store: Store) -> None:
     with pytest.raises(LeaseConfigError, match="hooks must be callables"):
-        new_manager(backend.client, backend.table, hooks=[3])
+        new_manager(store, hooks=[3])

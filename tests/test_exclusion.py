@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import anyio
 import pytest
-from conftest import Backend
-from support import new_manager
+from support import Backend, new_manager
 
 from aiolease import LeaseLostError, LeaseManager, LeaseStoreError
+from aiolease.store import Store
 from aiolease.testing import FaultyClient, drop_response, throttle
 
-pytestmark = pytest.mark.backends("ddblocal")
+pytestmark = pytest.mark.backends("ddblocal", "memory")
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,9 @@ async def run_workers(
     return grants
 
 
-async def test_many_contenders_never_overlap(backend: Backend, key: str) -> None:
+async def test_many_contenders_never_overlap(store: Store, key: str) -> None:
     keys = [f"{key}:{i}" for i in range(3)]
-    managers = [
-        (f"w{i}", new_manager(backend.client, backend.table, owner=f"w{i}", poll_interval=0.01))
-        for i in range(8)
-    ]
+    managers = [(f"w{i}", new_manager(store, owner=f"w{i}", poll_interval=0.01)) for i in range(8)]
     grants = await run_workers(managers, keys, rounds=15, ttl=2.0)
     assert len(grants) == 8 * 15
     assert {g.worker for g in grants} == {name for name, _ in managers}

@@ -15,13 +15,13 @@ from typing import Annotated, Any
 import anyio
 import httpx
 import pytest
-from conftest import Backend
 from fastapi import Depends, FastAPI, HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from support import POLL, SKEW, TTL, new_manager
 
 from aiolease import Lease, LeaseConfigError, LeaseInfo, LeaseLostError, LeaseManager
 from aiolease.fastapi import DEFAULT_STATE_NAME, lease_dependency, lease_manager_lifespan
+from aiolease.store import Store
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "fastapi_app.py"
 
@@ -52,8 +52,8 @@ async def serve(
 
 
 @pytest.fixture
-def manager(backend: Backend) -> LeaseManager:
-    return new_manager(backend.client, backend.table)
+def manager(store: Store) -> LeaseManager:
+    return new_manager(store)
 
 
 def lease_json(lease: Lease) -> dict[str, Any]:
@@ -247,26 +247,30 @@ async def test_waiting_mode_gets_the_lease_once_it_is_released(
     manager: LeaseManager, key: str
 ) -> None:
     app = make_app(manager)
-    holder_released = anyio.Event()
+    holder: Lease | None = None
 
     @app.post("/wait")
     async def wait(lease: Annotated[Lease, lease_dependency(key, timeout=10)]) -> int:
-        assert holder_released.is_set()
+        assert holder is not None
+        # Granted only once the holder's release had started (its view says so from then
+        # on): the write that frees the key comes after, and the grant after that.
+        assert not holder.held
         return lease.fence
 
     async with serve(app) as client, anyio.create_task_group() as tg:
         holder = await manager.acquire(key)
 
         async def release_later() -> None:
+            assert holder is not None
             await anyio.sleep(0.3)
             await manager.release(holder)
-            holder_released.set()
 
         tg.start_soon(release_later)
         started = anyio.current_time()
         waited = await client.post("/wait")
         elapsed = anyio.current_time() - started
     assert waited.status_code == 200
+    assert holder is not None
     assert waited.json() > holder.fence
     assert 0.3 <= elapsed < 0.3 + 1 + 10 * POLL
 

@@ -29,7 +29,7 @@ from aiolease.testing import (
 )
 
 if TYPE_CHECKING:
-    from conftest import Backend
+    from support import Backend
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 EMULATORS = ("moto", "dynalite", "ddblocal")

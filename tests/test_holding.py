@@ -9,21 +9,19 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
-from conftest import Backend
-from support import SKEW, new_manager
+from support import SKEW, Backend, new_manager
 
 from aiolease import LeaseLostError, LeaseManager
+from aiolease.store import Store
 from aiolease.testing import Fault, FaultyClient, hang, server_error, throttle
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 
-async def test_the_heartbeat_keeps_a_lease_alive_well_past_its_ttl(
-    backend: Backend, key: str
-) -> None:
-    manager = new_manager(backend.client, backend.table)
-    contender = new_manager(backend.client, backend.table)
+async def test_the_heartbeat_keeps_a_lease_alive_well_past_its_ttl(store: Store, key: str) -> None:
+    manager = new_manager(store)
+    contender = new_manager(store)
     ttl = 1.0  # each refresh has ttl - interval - margin = 0.47 s to land: room on a loaded host
     async with manager.lease(key, ttl=ttl) as lease:
         first_fence = lease.fence
@@ -39,10 +37,10 @@ async def test_the_heartbeat_keeps_a_lease_alive_well_past_its_ttl(
 
 
 async def test_loss_cancels_the_body_and_raises_a_plain_lease_lost_error(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
-    manager = new_manager(backend.client, backend.table)
-    operator = new_manager(backend.client, backend.table)
+    manager = new_manager(store)
+    operator = new_manager(store)
     reached_the_end = False
     ttl = 0.9
     started = anyio.current_time()
@@ -61,12 +59,10 @@ async def test_loss_cancels_the_body_and_raises_a_plain_lease_lost_error(
     assert not lease.held
 
 
-async def test_loss_to_another_holder_says_taken(backend: Backend, key: str) -> None:
-    manager = new_manager(backend.client, backend.table)
+async def test_loss_to_another_holder_says_taken(store: Store, key: str) -> None:
+    manager = new_manager(store)
     # A rival whose clock runs far beyond the skew bound sees the lease as expired at once.
-    rival = new_manager(
-        backend.client, backend.table, owner="rival", wall_clock=lambda: time.time() + 3600
-    )
+    rival = new_manager(store, owner="rival", wall_clock=lambda: time.time() + 3600)
     ttl = 1.2
     with pytest.raises(LeaseLostError) as caught:
         async with manager.lease(key, ttl=ttl):
@@ -171,11 +167,11 @@ async def test_one_slow_lease_does_not_delay_the_heartbeats_of_the_others(
 
 
 async def test_a_running_manager_heartbeats_acquired_leases_without_a_task_each(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     ttl = 3.0
-    manager = new_manager(backend.client, backend.table)
-    contender = new_manager(backend.client, backend.table)
+    manager = new_manager(store)
+    contender = new_manager(store)
     async with manager:
         idle_tasks = len(asyncio.all_tasks())
         leases = [await manager.acquire(f"{key}:{i}", ttl=ttl) for i in range(10)]
@@ -194,10 +190,10 @@ async def test_a_running_manager_heartbeats_acquired_leases_without_a_task_each(
 
 
 async def test_a_lease_block_in_a_running_manager_is_heartbeated_without_a_task_of_its_own(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     ttl = 0.6
-    manager = new_manager(backend.client, backend.table)
+    manager = new_manager(store)
     async with manager:
         idle_tasks = len(asyncio.all_tasks())
         async with manager.lease(key, ttl=ttl) as lease:
@@ -209,10 +205,10 @@ async def test_a_lease_block_in_a_running_manager_is_heartbeated_without_a_task_
 
 
 async def test_a_lease_block_still_running_when_its_manager_stops_is_stopped_and_released(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     ttl = 3.0
-    manager = new_manager(backend.client, backend.table)
+    manager = new_manager(store)
     entered = anyio.Event()
     caught: list[LeaseLostError] = []
 
@@ -317,9 +313,9 @@ async def test_a_direct_refresh_postpones_the_next_heartbeat(backend: Backend, k
 
 
 async def test_the_body_exception_propagates_unchanged_and_the_lease_is_released(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
-    manager = new_manager(backend.client, backend.table)
+    manager = new_manager(store)
     with pytest.raises(KeyError, match="boom"):
         async with manager.lease(key):
             raise KeyError("boom")
@@ -327,9 +323,9 @@ async def test_the_body_exception_propagates_unchanged_and_the_lease_is_released
 
 
 async def test_cancelling_the_body_from_outside_still_releases_the_lease(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
-    manager = new_manager(backend.client, backend.table)
+    manager = new_manager(store)
     inside = anyio.Event()
 
     async def worker() -> None:
@@ -344,8 +340,8 @@ async def test_cancelling_the_body_from_outside_still_releases_the_lease(
     assert await manager.get(key) is None
 
 
-async def test_release_is_shielded_from_a_cancelled_caller(backend: Backend, key: str) -> None:
-    manager = new_manager(backend.client, backend.table)
+async def test_release_is_shielded_from_a_cancelled_caller(store: Store, key: str) -> None:
+    manager = new_manager(store)
     lease = await manager.acquire(key, ttl=10)
     with anyio.CancelScope() as scope:
         scope.cancel()
@@ -365,10 +361,8 @@ async def test_release_is_bounded_in_time_when_dynamodb_hangs(backend: Backend, 
     await new_manager(backend.client, backend.table).break_lease(key)
 
 
-async def test_ensure_held_and_remaining_follow_the_local_deadline(
-    backend: Backend, key: str
-) -> None:
-    manager = new_manager(backend.client, backend.table, safety_margin=0.2)
+async def test_ensure_held_and_remaining_follow_the_local_deadline(store: Store, key: str) -> None:
+    manager = new_manager(store, safety_margin=0.2)
     lease = await manager.acquire(key, ttl=0.6, timeout=0)  # not heartbeated
     assert 0.2 < lease.remaining <= 0.4
     lease.ensure_held()
@@ -380,20 +374,20 @@ async def test_ensure_held_and_remaining_follow_the_local_deadline(
 
 
 async def test_acquire_leases_are_heartbeated_while_the_manager_runs(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
-    async with new_manager(backend.client, backend.table) as manager:
+    async with new_manager(store) as manager:
         lease = await manager.acquire(key, ttl=0.6)
         await anyio.sleep(0.6 * 3)
         lease.ensure_held()
     # Leaving the manager released it.
     assert not lease.held
-    assert await new_manager(backend.client, backend.table).get(key) is None
+    assert await new_manager(store).get(key) is None
 
 
-async def test_wait_lost_returns_the_loss(backend: Backend, key: str) -> None:
-    operator = new_manager(backend.client, backend.table)
-    async with new_manager(backend.client, backend.table) as manager:
+async def test_wait_lost_returns_the_loss(store: Store, key: str) -> None:
+    operator = new_manager(store)
+    async with new_manager(store) as manager:
         lease = await manager.acquire(key, ttl=0.9)
         await operator.break_lease(key)
         with anyio.fail_after(0.9 * 2):
@@ -403,17 +397,17 @@ async def test_wait_lost_returns_the_loss(backend: Backend, key: str) -> None:
 
 
 async def test_wait_lost_returns_at_the_local_deadline_without_a_heartbeat(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
-    manager = new_manager(backend.client, backend.table)
+    manager = new_manager(store)
     lease = await manager.acquire(key, ttl=0.5)
     with anyio.fail_after(0.5 + 1):
         lost = await lease.wait_lost()
     assert lost.reason == "expired"
 
 
-async def test_a_running_manager_refuses_to_start_twice(backend: Backend) -> None:
-    manager = new_manager(backend.client, backend.table)
+async def test_a_running_manager_refuses_to_start_twice(store: Store) -> None:
+    manager = new_manager(store)
     async with manager:
         with pytest.raises(Exception, match="already running"):
             async with manager:
@@ -421,9 +415,9 @@ async def test_a_running_manager_refuses_to_start_twice(backend: Backend) -> Non
 
 
 async def test_leaving_a_running_manager_with_an_error_does_not_wrap_it(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
-    manager = new_manager(backend.client, backend.table)
+    manager = new_manager(store)
     with pytest.raises(RuntimeError, match="oops"):
         async with manager:
             await manager.acquire(key)
@@ -435,11 +429,9 @@ def test_manager_is_constructible_outside_an_event_loop(backend: Backend) -> Non
     assert isinstance(LeaseManager(backend.client, backend.table), LeaseManager)
 
 
-async def test_takeover_waits_at_least_the_skew_bound_after_expiry(
-    backend: Backend, key: str
-) -> None:
-    holder = new_manager(backend.client, backend.table)
-    contender = new_manager(backend.client, backend.table, max_clock_skew=SKEW)
+async def test_takeover_waits_at_least_the_skew_bound_after_expiry(store: Store, key: str) -> None:
+    holder = new_manager(store)
+    contender = new_manager(store, max_clock_skew=SKEW)
     lease = await holder.acquire(key, ttl=0.5, timeout=0)
     taken = await contender.acquire(key, ttl=5, timeout=5)
     assert taken.fence > lease.fence

@@ -7,8 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from conftest import Backend
-from support import new_manager
+from support import Backend, new_manager
 
 from aiolease.testing import FaultyClient
 

@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
-from conftest import Backend
-from support import POLL, SKEW, TTL, new_manager
+from support import POLL, SKEW, TTL, Backend, new_manager
 
 from aiolease import (
     LeaseHeldError,
@@ -16,6 +15,7 @@ from aiolease import (
     LeaseTimeoutError,
     TableNotFoundError,
 )
+from aiolease.store import Store
 from aiolease.testing import FaultyClient
 
 
@@ -59,9 +59,9 @@ async def test_refresh_and_release_are_one_conditional_write_each(
     assert not lease.held
 
 
-async def test_held_key_reports_holder_and_when_to_retry(backend: Backend, key: str) -> None:
-    holder = new_manager(backend.client, backend.table, owner="holder")
-    contender = new_manager(backend.client, backend.table, owner="contender")
+async def test_held_key_reports_holder_and_when_to_retry(store: Store, key: str) -> None:
+    holder = new_manager(store, owner="holder")
+    contender = new_manager(store, owner="contender")
     lease = await holder.acquire(key, timeout=0)
 
     with pytest.raises(LeaseHeldError) as caught:
@@ -77,18 +77,16 @@ async def test_held_key_reports_holder_and_when_to_retry(backend: Backend, key: 
     await holder.release(lease)
 
 
-async def test_two_tasks_of_one_manager_contend_like_two_hosts(backend: Backend, key: str) -> None:
-    manager = new_manager(backend.client, backend.table)
+async def test_two_tasks_of_one_manager_contend_like_two_hosts(store: Store, key: str) -> None:
+    manager = new_manager(store)
     lease = await manager.acquire(key, timeout=0)
     with pytest.raises(LeaseHeldError):
         await manager.acquire(key, timeout=0)
     await manager.release(lease)
 
 
-async def test_a_waiting_acquire_gets_the_key_when_it_is_released(
-    backend: Backend, key: str
-) -> None:
-    manager = new_manager(backend.client, backend.table)
+async def test_a_waiting_acquire_gets_the_key_when_it_is_released(store: Store, key: str) -> None:
+    manager = new_manager(store)
     first = await manager.acquire(key, ttl=10, timeout=0)
     got = anyio.Event()
 
@@ -134,8 +132,8 @@ async def test_timeout_raises_lease_timeout_error_after_a_final_attempt(
     await holder.release(lease)
 
 
-async def test_release_keeps_the_item_its_fence_and_its_data(backend: Backend, key: str) -> None:
-    manager = new_manager(backend.client, backend.table)
+async def test_release_keeps_the_item_its_fence_and_its_data(store: Store, key: str) -> None:
+    manager = new_manager(store)
     first = await manager.acquire(key, data={"page": 1})
     assert first.data == {"page": 1}
     assert await manager.release(first)
@@ -146,8 +144,8 @@ async def test_release_keeps_the_item_its_fence_and_its_data(backend: Backend, k
     await manager.release(second)
 
 
-async def test_fence_strictly_increases_with_every_grant(backend: Backend, key: str) -> None:
-    manager = new_manager(backend.client, backend.table)
+async def test_fence_strictly_increases_with_every_grant(store: Store, key: str) -> None:
+    manager = new_manager(store)
     fences = []
     for _ in range(5):
         lease = await manager.acquire(key, timeout=0)
@@ -156,8 +154,8 @@ async def test_fence_strictly_increases_with_every_grant(backend: Backend, key: 
     assert fences == sorted(set(fences))
 
 
-async def test_data_is_kept_unless_given_and_cleared_by_none(backend: Backend, key: str) -> None:
-    manager = new_manager(backend.client, backend.table)
+async def test_data_is_kept_unless_given_and_cleared_by_none(store: Store, key: str) -> None:
+    manager = new_manager(store)
     lease = await manager.acquire(key, data={"v": 1})
     await manager.refresh(lease)
     assert lease.data == {"v": 1}
@@ -177,8 +175,8 @@ async def test_data_is_kept_unless_given_and_cleared_by_none(backend: Backend, k
     await manager.release(lease)
 
 
-async def test_get_and_list_show_held_leases_only(backend: Backend, key: str) -> None:
-    manager = new_manager(backend.client, backend.table, owner="lister")
+async def test_get_and_list_show_held_leases_only(store: Store, key: str) -> None:
+    manager = new_manager(store, owner="lister")
     held = await manager.acquire(f"{key}:a", data="x")
     released = await manager.acquire(f"{key}:b")
     await manager.release(released)
@@ -205,8 +203,8 @@ async def test_list_pages_through_many_leases(backend: Backend, key: str) -> Non
         await manager.release(lease)
 
 
-async def test_expired_leases_are_not_held(backend: Backend, key: str) -> None:
-    manager = new_manager(backend.client, backend.table)
+async def test_expired_leases_are_not_held(store: Store, key: str) -> None:
+    manager = new_manager(store)
     lease = await manager.acquire(key, ttl=0.3, timeout=0)
     await anyio.sleep(0.3 + SKEW + 0.1)
     assert not lease.held
@@ -215,10 +213,10 @@ async def test_expired_leases_are_not_held(backend: Backend, key: str) -> None:
 
 
 async def test_release_of_a_taken_over_lease_returns_false_and_changes_nothing(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
-    old = new_manager(backend.client, backend.table, owner="old")
-    new = new_manager(backend.client, backend.table, owner="new")
+    old = new_manager(store, owner="old")
+    new = new_manager(store, owner="new")
     stale = await old.acquire(key, ttl=0.3, timeout=0)
     await anyio.sleep(0.3 + SKEW + 0.05)
     current = await new.acquire(key, ttl=5, timeout=0)
@@ -246,9 +244,9 @@ async def test_refresh_after_the_local_deadline_raises_and_never_retakes(
     assert not lease.held
 
 
-async def test_refresh_of_a_lease_taken_over_says_taken(backend: Backend, key: str) -> None:
-    old = new_manager(backend.client, backend.table, owner="old", safety_margin=0.01)
-    new = new_manager(backend.client, backend.table, owner="new")
+async def test_refresh_of_a_lease_taken_over_says_taken(store: Store, key: str) -> None:
+    old = new_manager(store, owner="old", safety_margin=0.01)
+    new = new_manager(store, owner="new")
     lease = await old.acquire(key, ttl=1.0, timeout=0)
     taker = await new.acquire(key, ttl=5, timeout=5)  # by the version rule, after 1 s
     assert taker.fence > lease.fence
@@ -259,11 +257,9 @@ async def test_refresh_of_a_lease_taken_over_says_taken(backend: Backend, key: s
     await new.release(taker)
 
 
-async def test_break_lease_clears_any_holder_and_keeps_the_fence(
-    backend: Backend, key: str
-) -> None:
-    holder = new_manager(backend.client, backend.table, owner="stuck")
-    operator = new_manager(backend.client, backend.table, owner="operator")
+async def test_break_lease_clears_any_holder_and_keeps_the_fence(store: Store, key: str) -> None:
+    holder = new_manager(store, owner="stuck")
+    operator = new_manager(store, owner="operator")
     lease = await holder.acquire(key, ttl=10, timeout=0)
 
     broken = await operator.break_lease(key)
@@ -291,8 +287,8 @@ async def test_a_missing_table_raises_table_not_found(backend: Backend) -> None:
     assert isinstance(caught.value, LeaseStoreError)
 
 
-async def test_expires_at_is_milliseconds_not_seconds(backend: Backend, key: str) -> None:
-    manager = new_manager(backend.client, backend.table)
+async def test_expires_at_is_milliseconds_not_seconds(store: Store, key: str) -> None:
+    manager = new_manager(store)
     before = datetime.now(UTC)
     lease = await manager.acquire(key, ttl=1.25, timeout=0)
     after = datetime.now(UTC)

@@ -7,7 +7,6 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import Backend
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -18,6 +17,7 @@ from support import new_manager
 
 from aiolease import LeaseLostError, LeaseTimeoutError
 from aiolease.opentelemetry import metrics_hook, tracing_hook
+from aiolease.store import Store
 
 
 def collected(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
@@ -31,11 +31,11 @@ def collected(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
     }
 
 
-async def test_events_become_counters_and_duration_histograms(backend: Backend, key: str) -> None:
+async def test_events_become_counters_and_duration_histograms(store: Store, key: str) -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     hook = metrics_hook(provider.get_meter("test"))
-    manager = new_manager(backend.client, backend.table, hooks=[hook])
+    manager = new_manager(store, hooks=[hook])
     lease = await manager.acquire(key, timeout=0)
     await manager.refresh(lease)
     await manager.release(lease)
@@ -56,12 +56,11 @@ async def test_events_become_counters_and_duration_histograms(backend: Backend, 
     provider.shutdown()
 
 
-async def test_keys_are_attributes_only_when_asked(backend: Backend, key: str) -> None:
+async def test_keys_are_attributes_only_when_asked(store: Store, key: str) -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     manager = new_manager(
-        backend.client,
-        backend.table,
+        store,
         hooks=[metrics_hook(provider.get_meter("test"), key_attribute=True)],
     )
     lease = await manager.acquire(key, timeout=0)
@@ -108,11 +107,11 @@ def tracing() -> tuple[TracerProvider, InMemorySpanExporter]:
 
 
 async def test_acquire_hold_and_refresh_become_spans_in_the_callers_trace(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     provider, exporter = tracing()
     tracer = provider.get_tracer("test")
-    manager = new_manager(backend.client, backend.table, hooks=[tracing_hook(tracer)])
+    manager = new_manager(store, hooks=[tracing_hook(tracer)])
     with tracer.start_as_current_span("request") as request:
         lease = await manager.acquire(key, timeout=0)
         await manager.refresh(lease)
@@ -133,13 +132,11 @@ async def test_acquire_hold_and_refresh_become_spans_in_the_callers_trace(
 
 
 async def test_a_lost_lease_ends_its_span_with_an_error_naming_the_reason(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     provider, exporter = tracing()
-    manager = new_manager(
-        backend.client, backend.table, hooks=[tracing_hook(provider.get_tracer("test"))]
-    )
-    operator = new_manager(backend.client, backend.table)
+    manager = new_manager(store, hooks=[tracing_hook(provider.get_tracer("test"))])
+    operator = new_manager(store)
     with pytest.raises(LeaseLostError):
         async with manager.lease(key, ttl=0.6):
             await operator.break_lease(key)
@@ -150,12 +147,10 @@ async def test_a_lost_lease_ends_its_span_with_an_error_naming_the_reason(
     provider.shutdown()
 
 
-async def test_an_acquire_that_gives_up_is_an_error_span(backend: Backend, key: str) -> None:
+async def test_an_acquire_that_gives_up_is_an_error_span(store: Store, key: str) -> None:
     provider, exporter = tracing()
-    holder = new_manager(backend.client, backend.table)
-    manager = new_manager(
-        backend.client, backend.table, hooks=[tracing_hook(provider.get_tracer("test"))]
-    )
+    holder = new_manager(store)
+    manager = new_manager(store, hooks=[tracing_hook(provider.get_tracer("test"))])
     lease = await holder.acquire(key, timeout=0)
     with pytest.raises(LeaseTimeoutError):
         await manager.acquire(key, timeout=0.2)

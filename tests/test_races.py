@@ -16,10 +16,10 @@ import anyio
 import anyio.abc
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
-from conftest import Backend
-from support import new_manager
+from support import Backend, new_manager
 
 from aiolease import Lease, LeaseHeldError, LeaseLostError, LeaseStoreError
+from aiolease.store import Store
 from aiolease.testing import (
     Fault,
     FaultContext,
@@ -662,9 +662,9 @@ async def test_data_too_large_for_the_copy_an_acquire_keeps_is_refused_clearly(
     await manager.release(lease)
 
 
-@pytest.mark.backends("ddblocal")  # waits out a lease: the reference emulator only
-async def test_a_lease_lost_to_its_deadline_is_released_once(backend: Backend, key: str) -> None:
-    manager = new_manager(backend.client, backend.table, safety_margin=0.2)
+@pytest.mark.backends("ddblocal", "memory")  # waits out a lease: the reference emulator, and memory
+async def test_a_lease_lost_to_its_deadline_is_released_once(store: Store, key: str) -> None:
+    manager = new_manager(store, safety_margin=0.2)
     lease = await manager.acquire(key, ttl=1.0, timeout=0)
     await anyio.sleep(lease.remaining + 0.01)
     with pytest.raises(LeaseLostError):

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Backend
 from safety.checker import check, figures
 from safety.workload import (
     QUICK,
@@ -23,6 +22,7 @@ from safety.workload import (
     control_stale_write,
     run_workload,
 )
+from support import Backend
 
 pytestmark = pytest.mark.backends("ddblocal")
 

@@ -6,10 +6,10 @@ import math
 
 import anyio
 import pytest
-from conftest import Backend
-from support import new_manager
+from support import Backend, new_manager
 
 from aiolease import LeaseHeldError, LeaseLostError, LeaseManager
+from aiolease.store import Store
 from aiolease.testing import FaultyClient, latency, throttle
 
 
@@ -47,9 +47,9 @@ async def test_throttling_longer_than_the_ttl_stops_the_holder_at_its_deadline(
     assert len(client.calls_of("update_item")) > 2  # it kept trying until the deadline
 
 
-async def test_the_body_exception_wins_over_a_simultaneous_loss(backend: Backend, key: str) -> None:
-    manager = new_manager(backend.client, backend.table)
-    operator = new_manager(backend.client, backend.table)
+async def test_the_body_exception_wins_over_a_simultaneous_loss(store: Store, key: str) -> None:
+    manager = new_manager(store)
+    operator = new_manager(store)
     with pytest.raises(RuntimeError, match="cleanup failed") as caught:
         async with manager.lease(key, ttl=0.9) as lease:
             await operator.break_lease(key)

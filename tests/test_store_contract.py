@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Backend
+from support import Backend
 
 from aiolease.dynamodb import DynamoDBStore
 from aiolease.store import Store

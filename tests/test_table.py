@@ -6,8 +6,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import Backend
-from support import FakeClient, new_manager
+from support import Backend, FakeClient, new_manager
 
 from aiolease import LeaseConfigError, LeaseManager
 
