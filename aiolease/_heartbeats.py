@@ -119,6 +119,8 @@ class Heartbeats:
             async with anyio.create_task_group() as releases:
                 for lease in list(self._tracked):
                     releases.start_soon(release_quietly, self._engine, lease)
+            for lease in list(self._tracked):
+                self.forget_if_settled(lease)  # one whose release failed is tried next time
         finally:
             self._task_group = None
             task_group.cancel_scope.cancel()

@@ -230,3 +230,12 @@ def test_bad_memory_store_options_are_refused() -> None:
         MemoryStore(clock=3)  # type: ignore[arg-type]
     with pytest.raises(LeaseConfigError, match="rng"):
         LeaseManager(MemoryStore(), rng=3)  # type: ignore[call-overload]
+
+
+async def test_a_stopped_manager_keeps_none_of_the_leases_it_released() -> None:
+    manager = LeaseManager(MemoryStore())
+    async with manager:
+        await manager.acquire("left-held")  # released by the manager's exit
+        released = await manager.acquire("released")
+        await manager.release(released)
+    assert not manager._heartbeats._tracked  # nothing held on to after the exit
