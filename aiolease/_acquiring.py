@@ -179,9 +179,12 @@ async def _attempt(
         return state.backoff(engine.pacing)
     granted: Record | Unreadable | None = outcome.record
     if not outcome.applied:
-        granted = outcome.record or await engine.read_back(key)
+        read_at = sent_at  # when the store judged the record it returned
+        if granted is None:
+            read_at = anyio.current_time()
+            granted = await engine.read_back(key)
         if not isinstance(granted, Record) or granted.token != state.token:
-            return _contended(engine, key, granted, state, sent_at, resent=outcome.resent)
+            return _contended(engine, key, granted, state, read_at, resent=outcome.resent)
         if granted.version != state.version:
             # An older write of this acquire landed late: undo it, start afresh.
             await _abandon(engine, key, state, data)

@@ -395,13 +395,6 @@ class LeaseManager:
             safety_margin=self.safety_margin,
         )
 
-    @property
-    def _checked(self) -> bool:
-        return self._engine.checked
-
-    async def _ensure_checked(self) -> None:
-        await self._engine.ensure_checked()
-
 
 def check_manager(manager: object) -> LeaseManager:
     """`manager` if it is a `LeaseManager`, else `LeaseConfigError`."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import cast
 
 from ._durations import Duration
@@ -24,12 +23,13 @@ def store_for(
 ) -> Store:
     """The store of ``LeaseManager(client, table)`` or ``LeaseManager(store)``."""
     if table is not None:
+        buffer = {} if ttl_buffer is None else {"ttl_buffer": ttl_buffer}  # else its default
         return DynamoDBStore(
             cast("DynamoDBClient", client),
             table,
             attribute_names=attribute_names,
             sort_key=sort_key,
-            ttl_buffer=timedelta(days=1) if ttl_buffer is None else ttl_buffer,
+            **buffer,
         )
     if not isinstance(client, Store):
         if getattr(getattr(client, "meta", None), "service_model", None) is not None:

@@ -34,7 +34,17 @@ from botocore.exceptions import (
 from ._durations import TTL_BUFFER, Duration, seconds
 from ._exceptions import LeaseConfigError, LeaseStoreError, TableNotFoundError
 from ._validation import utf8_size
-from .store import Capability, DataUpdate, Now, Outcome, Page, Record, _Restore
+from .store import (
+    REVOKED_KEPT,
+    Capability,
+    DataUpdate,
+    Now,
+    Outcome,
+    Page,
+    Record,
+    _Restore,
+    duration_ms,
+)
 
 __all__ = ["ATTRIBUTE_ROLES", "DynamoDBClient", "DynamoDBStore"]
 
@@ -115,8 +125,6 @@ _SERVER_ERRORS: Final = frozenset(
     {"InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException"}
 )
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
-# How many undone acquire tokens an item remembers: a late write of any of them is refused.
-REVOKED_KEPT: Final = 16
 _UNSUPPORTED: Final = frozenset({"UnknownOperationException"})
 # What asyncio and aiohttp say when a client is used outside the loop it belongs to.
 _WRONG_LOOP: Final = (
@@ -244,9 +252,7 @@ class DynamoDBStore:
         expires_at_ms = number("expires_at")
         # The wall-clock rule: a lease may be taken over max_clock_skew after its expiry.
         takeover_in = (
-            None
-            if token is None or expires_at_ms is None
-            else expires_at_ms / 1000 + now.max_clock_skew - now.wall
+            None if token is None or expires_at_ms is None else now.takeover_in(expires_at_ms)
         )
         return Record(
             key=key,
@@ -288,17 +294,15 @@ class DynamoDBStore:
         item (or its fence) is missing. The holder's write sequence starts at 1. Given
         data, the data found is kept in `data_before` for the undo.
         """
-        wall = now.wall
         values: dict[str, Any] = {
             ":tok": {"S": token},
             ":own": {"S": owner},
             ":ver": {"S": version},
-            ":exp": {"N": str(math.ceil((wall + ttl) * 1000))},
-            ":dur": {"N": str(math.ceil(ttl * 1000))},
-            ":ttl": {"N": str(math.ceil(wall + ttl + self.ttl_buffer))},
-            # The wall-clock rule: an expiry before this may be taken over.
-            ":stale": {"N": str(math.floor((wall - now.max_clock_skew) * 1000))},
-            ":seed": {"N": str(math.floor(wall * 1_000_000))},
+            ":exp": {"N": str(now.expires_at_ms(ttl))},
+            ":dur": {"N": str(duration_ms(ttl))},
+            ":ttl": {"N": str(self._ttl_attribute(now, ttl))},
+            ":stale": {"N": str(now.stale_before_ms())},  # the wall-clock rule
+            ":seed": {"N": str(now.fence_seed())},
             ":one": {"N": "1"},
             ":none": {"NULL": True},
         }
@@ -323,14 +327,13 @@ class DynamoDBStore:
         Refused if a write of ours with a later `sequence` has applied: a refresh that
         arrives late never rolls the item back.
         """
-        wall = now.wall
         values: dict[str, Any] = {
             ":tok": {"S": token},
             ":seq": {"N": str(sequence)},
             ":ver": {"S": version},
-            ":exp": {"N": str(math.ceil((wall + ttl) * 1000))},
-            ":dur": {"N": str(math.ceil(ttl * 1000))},
-            ":ttl": {"N": str(math.ceil(wall + ttl + self.ttl_buffer))},
+            ":exp": {"N": str(now.expires_at_ms(ttl))},
+            ":dur": {"N": str(duration_ms(ttl))},
+            ":ttl": {"N": str(self._ttl_attribute(now, ttl))},
         }
         expression = self._expression("refresh", data)
         return await self._conditional_update(key, expression, _with_data(values, data), now)
@@ -538,6 +541,10 @@ class DynamoDBStore:
         return True
 
     # -- plumbing ----------------------------------------------------------------------
+
+    def _ttl_attribute(self, now: Now, ttl: float) -> int:
+        """When DynamoDB TTL may delete the item, in epoch seconds: after the buffer."""
+        return math.ceil(now.wall + ttl + self.ttl_buffer)
 
     def _names(self, *aliases: str) -> dict[str, str]:
         roles = {

@@ -18,11 +18,13 @@ it returns an `Outcome` that is not `applied`, with the record as the store foun
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 __all__ = [
     "RESTORE",
+    "REVOKED_KEPT",
     "UNSET",
     "Capability",
     "DataUpdate",
@@ -31,6 +33,7 @@ __all__ = [
     "Page",
     "Record",
     "Store",
+    "duration_ms",
 ]
 
 
@@ -39,12 +42,39 @@ class Now:
     """The manager's wall-clock reading (epoch seconds) and its bound on clock skew.
 
     Given with every call. A store that judges expiry by the hosts' clocks writes expiries
-    from `wall` and frees a lease `max_clock_skew` after its expiry; a store that judges
-    by its own clock ignores both.
+    from `wall` and frees a lease `max_clock_skew` after its expiry: the wall-clock rule
+    of design.md §4, written once in the methods below. A store that judges by its own
+    clock ignores both (or applies the same methods to a reading of its own clock, with
+    no skew).
     """
 
     wall: float
     max_clock_skew: float
+
+    def expires_at_ms(self, ttl: float) -> int:
+        """The expiry of a lease of `ttl` written now, in epoch milliseconds."""
+        return math.ceil((self.wall + ttl) * 1000)
+
+    def stale_before_ms(self) -> int:
+        """A lease whose expiry is before this (epoch ms) may be taken over now."""
+        return math.floor((self.wall - self.max_clock_skew) * 1000)
+
+    def takeover_in(self, expires_at_ms: int) -> float:
+        """Seconds from now until a lease expiring at `expires_at_ms` may be taken over."""
+        return expires_at_ms / 1000 + self.max_clock_skew - self.wall
+
+    def fence_seed(self) -> int:
+        """Where a fence starts when a key has none: the wall clock in microseconds."""
+        return math.floor(self.wall * 1_000_000)
+
+
+def duration_ms(ttl: float) -> int:
+    """A lease's ttl as stored for the version rule, in milliseconds."""
+    return math.ceil(ttl * 1000)
+
+
+#: How many undone acquire tokens a record keeps in `Record.revoked`, newest first.
+REVOKED_KEPT: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +86,10 @@ class Record:
     clock that judges it) and `duration_ms` the lease's ttl, for the version rule.
     `released` and `released_before` are the release markers of the last two releases,
     `revoked` the tokens of undone acquires (newest first), `sequence` the order of the
-    holder's writes. `takeover_in` is the store's own judgement, at the time of the read:
-    seconds until a contender may take the lease over by the store's expiry rule
-    (negative once it may), or None when the record shows no holder or no expiry.
+    holder's writes. `takeover_in` is the store's own judgement, as of the request that
+    read it (for the wall-clock rule: as of the `Now` sent with it): seconds until a
+    contender may take the lease over by the store's expiry rule (negative once it may),
+    or None when the record shows no holder or no expiry.
     """
 
     key: str
@@ -154,7 +185,8 @@ class Store(Protocol):
       stored), clearing the holder and leaving `marker`; applied, it returns the record
       as it was before.
     - **revoke** applies if the record's revoked tokens still start with `previous[0]`
-      (none: there are none), putting `token` first and keeping the newest 16.
+      (none: there are none), putting `token` first and keeping the newest
+      `REVOKED_KEPT`.
     """
 
     #: The table (or namespace) holding the leases, for messages and `LeaseManager.table`.

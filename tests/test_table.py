@@ -124,5 +124,5 @@ async def test_a_strongly_consistent_global_table_is_accepted() -> None:
         "MultiRegionConsistency": "STRONG",
     }
     manager = LeaseManager(DescribingClient(description), "leases")
-    await manager._ensure_checked()
-    assert manager._checked
+    await manager._engine.ensure_checked()
+    assert manager._engine.checked

@@ -69,7 +69,7 @@ async def claim_any(
     check_manager(manager)
     limit = optional_seconds(timeout, name="timeout", bounds=ACQUIRE_TIMEOUT)
     if skip is not None:
-        check_callable(skip, name="skip")
+        check_callable(skip=skip)
     candidates = _keys(keys, shuffle=shuffle)
     give_up_at = math.inf if limit is None else anyio.current_time() + limit
     while True:
@@ -109,7 +109,7 @@ async def claim_each(
     this worker passed are not waited for: call again to pick up the ones left over.
     """
     check_manager(manager)
-    check_callable(fn, name="fn")
+    check_callable(fn=fn)
     results: dict[str, T] = {}
     for key in _keys(keys, shuffle=shuffle):
         async with lease_unless_held(manager, key, ttl=ttl, timeout=0) as lease:

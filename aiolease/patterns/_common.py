@@ -9,7 +9,7 @@ from typing import Final, TypeVar
 
 import anyio
 
-from aiolease import Lease, LeaseConfigError, LeaseHeldError, LeaseManager
+from aiolease import Lease, LeaseHeldError, LeaseManager
 from aiolease._durations import (
     ACQUIRE_TIMEOUT,
     POLL_INTERVAL,
@@ -19,7 +19,7 @@ from aiolease._durations import (
     seconds,
 )
 from aiolease._manager import check_manager
-from aiolease._validation import check_key
+from aiolease._validation import check_callable, check_key
 
 __all__ = [
     "ACQUIRE_TIMEOUT",
@@ -41,12 +41,6 @@ logger: Final = logging.getLogger("aiolease.patterns")
 T = TypeVar("T")
 
 
-def check_callable(value: object, *, name: str) -> None:
-    """Raise `LeaseConfigError` unless `value` is callable."""
-    if not callable(value):
-        raise LeaseConfigError(f"{name} must be callable, got {value!r}")
-
-
 @asynccontextmanager
 async def lease_unless_held(
     manager: LeaseManager, key: str, *, ttl: Duration | None, timeout: Duration | None
@@ -57,10 +51,13 @@ async def lease_unless_held(
     body itself raises propagates like any other exception, never mistaken for contention.
     """
     block = manager.lease(key, ttl=ttl, timeout=timeout)
+    held: LeaseHeldError | None = None
     try:
         lease = await block.__aenter__()
-    except LeaseHeldError as held:
-        yield held
+    except LeaseHeldError as error:
+        held = error
+    if held is not None:
+        yield held  # outside the except: the body's own errors are not chained to it
         return
     try:
         yield lease

@@ -66,13 +66,9 @@ class LeaderElection:
     ) -> None:
         self._manager = check_manager(manager)
         self.key = check_key(key)
-        check_callable(on_started_leading, name="on_started_leading")
-        for name, hook in (
-            ("on_stopped_leading", on_stopped_leading),
-            ("on_new_leader", on_new_leader),
-        ):
-            if hook is not None:
-                check_callable(hook, name=name)
+        check_callable(on_started_leading=on_started_leading)
+        hooks = {"on_stopped_leading": on_stopped_leading, "on_new_leader": on_new_leader}
+        check_callable(**{name: hook for name, hook in hooks.items() if hook is not None})
         self._on_started = on_started_leading
         self._on_stopped = on_stopped_leading
         self._on_new_leader = on_new_leader

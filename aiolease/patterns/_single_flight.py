@@ -87,7 +87,7 @@ async def single_flight(
     """
     check_manager(manager)
     check_key(key)
-    check_callable(fn, name="fn")
+    check_callable(fn=fn)
     return await _attempt(manager, key, fn, optional_seconds(ttl, name="ttl", bounds=TTL))
 
 
@@ -128,7 +128,7 @@ class SingleFlight:
     async def run(self, key: str, fn: Callable[[Lease], Awaitable[T]]) -> Regenerated[T] | Busy:
         """Run `fn` under the lease on `key` if won; see the class description."""
         check_key(key)
-        check_callable(fn, name="fn")
+        check_callable(fn=fn)
         if not self._coalesce:
             return await _attempt(self._manager, key, fn, self._ttl)
         while True:

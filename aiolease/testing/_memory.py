@@ -13,7 +13,6 @@ answer.
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +21,18 @@ from typing import Any, Final, Generic, Literal, TypeVar
 import anyio.lowlevel
 
 from aiolease._exceptions import LeaseConfigError
-from aiolease.store import Capability, DataUpdate, Now, Outcome, Page, Record, _Restore, _Unset
+from aiolease.store import (
+    REVOKED_KEPT,
+    Capability,
+    DataUpdate,
+    Now,
+    Outcome,
+    Page,
+    Record,
+    _Restore,
+    _Unset,
+    duration_ms,
+)
 
 __all__ = ["Interceptor", "MemoryStore", "Operation", "Semantics"]
 
@@ -32,7 +42,6 @@ OperationName = Literal[
     "acquire", "refresh", "release", "break_lease", "revoke", "get", "list_page"
 ]
 
-_REVOKED_KEPT: Final = 16  # as the DynamoDB store: the newest undone tokens an item keeps
 _PAGE_SIZE: Final = 100
 
 
@@ -97,6 +106,10 @@ class MemoryStore:
     - `intercept`: called with every `Operation`; it must apply it (or not) and return
       the answer. By default each operation is applied at once.
     - `table`: the name shown in messages and as `LeaseManager.table`.
+
+    Every operation yields to the event loop before it applies, as a request would, so a
+    cancellation that lands there means "not applied". Without `intercept`, a write is
+    never applied with its answer lost: pass an interceptor to test that.
     """
 
     capabilities: frozenset[Capability] = frozenset()
@@ -141,7 +154,11 @@ class MemoryStore:
         return iter(list(self._items))
 
     def peek(self, key: str, *, now: Now | None = None) -> Record | None:
-        """The record of `key` as stored, without an operation (nothing intercepts it)."""
+        """The record of `key` as stored, without an operation (nothing intercepts it).
+
+        `held` and `takeover_in` are judged as of `now` (default: ``time.time()`` with no
+        clock skew allowed).
+        """
         item = self._items.get(key)
         return None if item is None else self._record(item, now or Now(time.time(), 0.0))
 
@@ -181,12 +198,12 @@ class MemoryStore:
             fence = (
                 next(self._fences)
                 if self.semantics == "server-clock"
-                else (math.floor(now.wall * 1_000_000) if item.fence is None else item.fence) + 1
+                else (now.fence_seed() if item.fence is None else item.fence) + 1
             )
-            if isinstance(data, _Unset):
-                item.data_before = None  # the data stays as it was: nothing to undo
-            else:
-                item.data_before = item.data
+            found = item.data
+            if isinstance(data, _Restore):
+                item.data = item.data_before  # as DynamoDB evaluates both on the old item
+            item.data_before = None if isinstance(data, _Unset) else found
             item.released_before = item.released
             item.owner, item.token, item.version, item.sequence = owner, token, version, 1
             item.fence = fence
@@ -268,7 +285,7 @@ class MemoryStore:
                 return Outcome(applied=False, record=self._maybe_record(item, now))
             if item is None:
                 item = self._items[key] = _Item(key)  # as an UpdateItem creates it
-            item.revoked = (token, *previous)[:_REVOKED_KEPT]
+            item.revoked = (token, *previous)[:REVOKED_KEPT]
             return Outcome(applied=True, record=self._record(item, now))
 
         return await self._run(Operation("revoke", key, now, apply))
@@ -310,23 +327,22 @@ class MemoryStore:
         expired = item.expires_at_ms is not None and item.expires_at_ms < self._stale_ms(now)
         return expired or (seen is not None and item.version == seen)
 
-    def _stale_ms(self, now: Now) -> float:
+    def _judge(self, now: Now) -> Now:
+        """The reading expiry is judged by: the manager's, or the store's own clock."""
+        return Now(self._clock(), 0.0) if self.semantics == "server-clock" else now
+
+    def _stale_ms(self, now: Now) -> int:
         """An expiry before this (epoch ms) may be taken over."""
-        if self.semantics == "server-clock":
-            return self._clock() * 1000
-        return math.floor((now.wall - now.max_clock_skew) * 1000)
+        return self._judge(now).stale_before_ms()
 
     def _set_expiry(self, item: _Item, ttl: float, now: Now) -> None:
-        base = self._clock() if self.semantics == "server-clock" else now.wall
-        item.expires_at_ms = math.ceil((base + ttl) * 1000)
-        item.duration_ms = math.ceil(ttl * 1000)
+        item.expires_at_ms = self._judge(now).expires_at_ms(ttl)
+        item.duration_ms = duration_ms(ttl)
 
     def _takeover_in(self, item: _Item, now: Now) -> float | None:
         if item.token is None or item.expires_at_ms is None:
             return None
-        if self.semantics == "server-clock":
-            return item.expires_at_ms / 1000 - self._clock()
-        return item.expires_at_ms / 1000 + now.max_clock_skew - now.wall
+        return self._judge(now).takeover_in(item.expires_at_ms)
 
     def _record(self, item: _Item, now: Now) -> Record:
         return Record(
