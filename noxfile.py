@@ -15,14 +15,9 @@ ROOT = Path(__file__).resolve().parent
 EMULATORS = ROOT / "tests" / "npm"  # the emulators' npm packages
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = [
-    "lint",
-    "typecheck",
-    "tests",
-    "tests_aioboto3",
-    "tests_newer_pythons",
-    "docs",
-]
+# What scripts/test (and .ci/run) runs: the sessions tagged "main", and beside them those
+# tagged "newer"; plain `nox` runs them all in turn.
+nox.options.tags = ["main", "newer"]
 # Reuse environments locally; CI always builds them from scratch.
 nox.options.reuse_existing_virtualenvs = not os.environ.get("CI")
 nox.options.error_on_external_run = True
@@ -82,6 +77,12 @@ def install_emulators(session: nox.Session) -> None:
         )
 
 
+@nox.session(python=False)
+def emulators(session: nox.Session) -> None:
+    """Install the emulators' pinned npm packages into tests/npm (the test sessions do too)."""
+    install_emulators(session)
+
+
 # Needs the docs group's tools (cfn-lint, python-hcl2, jsonschema); the docs session runs it.
 DOCS_ONLY_TESTS = ("--ignore=tests/test_docs_infra.py",)
 
@@ -91,7 +92,7 @@ def run_pytest(session: nox.Session, env: dict[str, str] | None = None) -> None:
     session.run("pytest", *DOCS_ONLY_TESTS, *session.posargs, env=env or {})
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=["main"])
 def tests(session: nox.Session) -> None:
     """Run the test suite with the newest aiobotocore 3.x."""
     install(session, ".", "aiobotocore>=3,<4", *dependency_group("tests"))
@@ -102,7 +103,7 @@ def tests(session: nox.Session) -> None:
 NEWER_PYTHONS = ["3.12", "3.13"]
 
 
-@nox.session(python=NEWER_PYTHONS)
+@nox.session(python=NEWER_PYTHONS, tags=["newer"])
 def tests_newer_pythons(session: nox.Session) -> None:
     """Run the test suite on Python 3.12 and 3.13, against moto and DynamoDB Local.
 
@@ -115,7 +116,7 @@ def tests_newer_pythons(session: nox.Session) -> None:
     )
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=["main"])
 def tests_aioboto3(session: nox.Session) -> None:
     """Run the test suite with clients made by aioboto3 (which pins aiobotocore 2.x)."""
     install(session, ".[aioboto3]", *dependency_group("tests"))
@@ -175,7 +176,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=["main"])
 def docs(session: nox.Session) -> None:
     """Build the documentation site strictly into build/site and check its infra snippets."""
     install(session, ".", *dependency_group("docs"), *dependency_group("tests"))
@@ -183,7 +184,7 @@ def docs(session: nox.Session) -> None:
     session.run("pytest", "tests/test_docs_infra.py", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=["main"])
 def lint(session: nox.Session) -> None:
     """Check style and formatting with ruff."""
     install(session, *dependency_group("lint"))
@@ -191,7 +192,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=["main"])
 def typecheck(session: nox.Session) -> None:
     """Type-check the library and the tests with mypy (configured in pyproject.toml)."""
     install(session, ".", *dependency_group("typing"))
