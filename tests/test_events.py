@@ -6,11 +6,11 @@ import logging
 
 import anyio
 import pytest
-from support import Backend, new_manager
+from support import new_manager
 
 from aiolease import LeaseConfigError, LeaseEvent, LeaseLostError, LeaseTimeoutError
 from aiolease.store import Store
-from aiolease.testing import FaultyClient, throttle
+from aiolease.testing import FaultyStore, unavailable
 
 
 class Recorder:
@@ -73,15 +73,15 @@ async def test_contention_and_waiting_are_reported(store: Store, key: str) -> No
     await waiter.release(won)
 
 
-async def test_failed_refreshes_and_loss_are_reported(backend: Backend, key: str) -> None:
+async def test_failed_refreshes_and_loss_are_reported(store: Store, key: str) -> None:
     recorder = Recorder()
-    client = FaultyClient(backend.client)
-    manager = new_manager(client, backend.table, hooks=[recorder])
+    faulty = FaultyStore(store)
+    manager = new_manager(faulty, hooks=[recorder])
     with pytest.raises(LeaseLostError):
         async with manager.lease(key, ttl=0.9):
-            client.plan("update_item", throttle(), probability=1.0)
+            faulty.plan("refresh", unavailable(), probability=1.0)
             await anyio.sleep(5)
-    client.clear()
+    faulty.clear()
     failed = recorder.of("refresh_failed")
     assert failed
     assert failed[0].error is not None

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import anyio
 import pytest
-from support import Backend, new_manager
+from support import new_manager
 
 from aiolease import LeaseLostError, LeaseManager, LeaseStoreError
 from aiolease.store import Store
-from aiolease.testing import FaultyClient, drop_response, throttle
+from aiolease.testing import FaultyStore, lose_answer, unavailable
 
 pytestmark = pytest.mark.backends("ddblocal", "memory")
 
@@ -77,18 +77,19 @@ async def test_many_contenders_never_overlap(store: Store, key: str) -> None:
 
 
 async def test_contenders_never_overlap_while_answers_are_lost_and_throttled(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     keys = [f"{key}:{i}" for i in range(2)]
     managers = []
     for i in range(6):
-        client = FaultyClient(backend.client)
-        client.plan("update_item", drop_response(), probability=0.15, seed=i)
-        client.plan("update_item", throttle(), probability=0.1, seed=100 + i)
+        faulty = FaultyStore(store)
+        for j, operation in enumerate(("acquire", "refresh", "release", "revoke")):  # the writes
+            faulty.plan(operation, lose_answer(), probability=0.15, seed=10 * i + j)
+            faulty.plan(operation, unavailable(), probability=0.1, seed=100 + 10 * i + j)
         managers.append(
             (
                 f"f{i}",
-                new_manager(client, backend.table, owner=f"f{i}", poll_interval=0.01, backoff=0.05),
+                new_manager(faulty, owner=f"f{i}", poll_interval=0.01, backoff=0.05),
             )
         )
     grants = await run_workers(managers, keys, rounds=10, ttl=2.0)

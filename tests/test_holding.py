@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import pytest
@@ -13,10 +13,16 @@ from support import SKEW, Backend, eventually, new_manager
 
 from aiolease import LeaseLostError, LeaseManager
 from aiolease.store import Store
-from aiolease.testing import Fault, FaultyClient, hang, server_error, throttle
-
-if TYPE_CHECKING:
-    from types_aiobotocore_dynamodb import DynamoDBClient
+from aiolease.testing import (
+    Fault,
+    FaultContext,
+    FaultyClient,
+    FaultyStore,
+    Perform,
+    hang,
+    server_error,
+    throttle,
+)
 
 
 async def test_the_heartbeat_keeps_a_lease_alive_well_past_its_ttl(store: Store, key: str) -> None:
@@ -76,16 +82,17 @@ async def test_loss_to_another_holder_says_taken(store: Store, key: str) -> None
     await rival.release(taken)
 
 
-async def test_the_body_is_cancelled_by_the_local_deadline_when_dynamodb_is_unreachable(
-    backend: Backend, key: str
+async def test_the_body_is_cancelled_by_the_local_deadline_when_the_store_is_unreachable(
+    store: Store, key: str
 ) -> None:
-    client = FaultyClient(backend.client)
+    faulty = FaultyStore(store)
     ttl, margin = 1.2, 0.3
-    manager = new_manager(client, backend.table, safety_margin=margin)
+    manager = new_manager(faulty, safety_margin=margin)
     with pytest.raises(LeaseLostError) as caught:
         async with manager.lease(key, ttl=ttl) as lease:
             acquired_at = anyio.current_time()
-            client.plan("update_item", hang(), probability=1.0)
+            for operation in ("refresh", "release"):  # every write
+                faulty.plan(operation, hang(), probability=1.0)
             try:
                 await anyio.sleep(10 * ttl)
             finally:
@@ -97,7 +104,7 @@ async def test_the_body_is_cancelled_by_the_local_deadline_when_dynamodb_is_unre
     # and the caller heard of it promptly: the release attempt after the deadline is short.
     assert exited_at - stopped_at <= 1.0 + 0.25
     assert not lease.held
-    client.clear()
+    faulty.clear()
 
 
 @pytest.mark.parametrize(
@@ -119,30 +126,30 @@ async def test_the_heartbeat_retries_transient_errors_until_the_deadline(
     assert any(c.outcome == "ok" for c in refreshes)
 
 
-class SlowForOneKey:
-    """Delays every UpdateItem for one key beyond its whole lease; others pass straight."""
+class SlowForOneKey(Fault):
+    """Delays every operation on one key by `delay`; others pass straight."""
 
-    def __init__(self, client: DynamoDBClient, slow_key: str, delay: float) -> None:
-        self._client = client
-        self._slow_key = slow_key
-        self._delay = delay
+    name = "slow_for_one_key"
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+    def __init__(self, slow_key: str) -> None:
+        self.slow_key = slow_key
+        self.delay = 0.0
 
-    async def update_item(self, **params: Any) -> Any:
-        if params["Key"]["pk"]["S"] == self._slow_key:
-            await anyio.sleep(self._delay)
-        return await self._client.update_item(**params)
+    async def apply(self, perform: Perform, ctx: FaultContext) -> Any:
+        if ctx.call.params.get("key") == self.slow_key:
+            await anyio.sleep(self.delay)
+        return await perform()
 
 
 async def test_one_slow_lease_does_not_delay_the_heartbeats_of_the_others(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     ttl = 1.2
     slow_key = f"{key}:slow"
-    client = SlowForOneKey(backend.client, slow_key, delay=0.0)
-    manager = new_manager(client, backend.table)
+    slow = SlowForOneKey(slow_key)
+    faulty = FaultyStore(store)
+    faulty.plan("*", slow, times=None)
+    manager = new_manager(faulty)
     outcomes: dict[str, str] = {}
 
     async def hold(name: str, stop: anyio.Event) -> None:
@@ -160,7 +167,7 @@ async def test_one_slow_lease_does_not_delay_the_heartbeats_of_the_others(
         for name in ("slow", "a", "b", "c"):
             tg.start_soon(hold, name, stop)
         await anyio.sleep(0.1)
-        client._delay = 10 * ttl  # every refresh of the slow key now outlasts its lease
+        slow.delay = 10 * ttl  # every refresh of the slow key now outlasts its lease
         await anyio.sleep(ttl * 3)
         stop.set()
     assert outcomes == {"slow": "expired", "a": "held", "b": "held", "c": "held"}
@@ -232,12 +239,12 @@ async def test_a_lease_block_still_running_when_its_manager_stops_is_stopped_and
 
 
 async def test_leases_granted_together_spread_their_first_heartbeats(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     ttl = 1.5
     interval = ttl / 3
-    client = FaultyClient(backend.client)
-    manager = new_manager(client, backend.table)
+    faulty = FaultyStore(store)
+    manager = new_manager(faulty)
     async with manager:
         keys = [f"{key}:{i}" for i in range(20)]
         leases = [await manager.acquire(k, ttl=ttl) for k in keys]
@@ -250,8 +257,9 @@ async def test_leases_granted_together_spread_their_first_heartbeats(
         assert max(planned.values()) - min(planned.values()) > 0.25 * 0.25 * interval
 
         def sends(k: str) -> list[float]:
-            calls = client.calls_of("update_item")
-            return [c.started for c in calls if c.params["Key"]["pk"]["S"] == k]
+            calls = faulty.calls_of("acquire") + faulty.calls_of("refresh")
+            calls.sort(key=lambda c: c.started)
+            return [c.started for c in calls if c.params["key"] == k]
 
         # And each is sent as planned: never earlier (allowing for the grant's own send),
         # and within a ttl.
@@ -262,16 +270,18 @@ async def test_leases_granted_together_spread_their_first_heartbeats(
 
 
 async def test_a_slow_refresh_does_not_delay_the_other_heartbeats_of_a_running_manager(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
     ttl = 1.2
     slow_key = f"{key}:slow"
-    client = SlowForOneKey(backend.client, slow_key, delay=0.0)
-    manager = new_manager(client, backend.table)
+    slowness = SlowForOneKey(slow_key)
+    faulty = FaultyStore(store)
+    faulty.plan("*", slowness, times=None)
+    manager = new_manager(faulty)
     async with manager:
         slow = await manager.acquire(slow_key, ttl=ttl)
         others = [await manager.acquire(f"{key}:{name}", ttl=ttl) for name in "abc"]
-        client._delay = 10 * ttl  # every refresh of the slow key now outlasts its lease
+        slowness.delay = 10 * ttl  # every refresh of the slow key now outlasts its lease
         await anyio.sleep(ttl * 3)
         assert slow.lost is not None
         assert slow.lost.reason == "expired"
@@ -279,11 +289,11 @@ async def test_a_slow_refresh_does_not_delay_the_other_heartbeats_of_a_running_m
             lease.ensure_held()
 
 
-async def test_a_released_or_lost_lease_gets_no_more_heartbeats(backend: Backend, key: str) -> None:
+async def test_a_released_or_lost_lease_gets_no_more_heartbeats(store: Store, key: str) -> None:
     ttl = 0.6
-    client = FaultyClient(backend.client)
-    manager = new_manager(client, backend.table)
-    operator = new_manager(backend.client, backend.table)
+    faulty = FaultyStore(store)
+    manager = new_manager(faulty)
+    operator = new_manager(store)
     async with manager:
         released = await manager.acquire(f"{key}:released", ttl=ttl)
         lost = await manager.acquire(f"{key}:lost", ttl=ttl)
@@ -291,23 +301,23 @@ async def test_a_released_or_lost_lease_gets_no_more_heartbeats(backend: Backend
         await operator.break_lease(lost.key)
         with anyio.fail_after(ttl):
             await lost.wait_lost()
-        sent = len(client.calls)
+        sent = len(faulty.calls)
         await anyio.sleep(ttl * 2)
-        assert len(client.calls) == sent
+        assert len(faulty.calls) == sent
 
 
-async def test_a_direct_refresh_postpones_the_next_heartbeat(backend: Backend, key: str) -> None:
+async def test_a_direct_refresh_postpones_the_next_heartbeat(store: Store, key: str) -> None:
     ttl = 1.2
-    client = FaultyClient(backend.client)
-    manager = new_manager(client, backend.table)
+    faulty = FaultyStore(store)
+    manager = new_manager(faulty)
     interval = ttl / 3
     async with manager:
         lease = await manager.acquire(key, ttl=ttl)
         await anyio.sleep(interval * 0.5)  # the first heartbeat is planned 3/4 to 1 interval in
         await manager.refresh(lease)
-        direct = client.calls_of("update_item")[-1]
+        direct = faulty.calls_of("refresh")[-1]
         await anyio.sleep(interval * 2)
-        beats = [c for c in client.calls_of("update_item") if c.started > direct.started]
+        beats = [c for c in faulty.calls_of("refresh") if c.started > direct.started]
         assert beats  # heartbeats go on after it...
         # ...but the next comes one interval after the direct refresh, not as first planned
         # (judged from the refresh's own send, so a loaded machine cannot fake it).
@@ -354,15 +364,15 @@ async def test_release_is_shielded_from_a_cancelled_caller(store: Store, key: st
     assert await manager.get(key) is None
 
 
-async def test_release_is_bounded_in_time_when_dynamodb_hangs(backend: Backend, key: str) -> None:
-    client = FaultyClient(backend.client)
-    manager = new_manager(client, backend.table, release_timeout=0.5)
+async def test_release_is_bounded_in_time_when_the_store_hangs(store: Store, key: str) -> None:
+    faulty = FaultyStore(store)
+    manager = new_manager(faulty, release_timeout=0.5)
     started = anyio.current_time()
     async with manager.lease(key, ttl=10):
-        client.plan("update_item", hang(), probability=1.0)
+        faulty.plan("release", hang(), probability=1.0)
     assert anyio.current_time() - started < 0.5 + 1.0
-    client.clear()
-    await new_manager(backend.client, backend.table).break_lease(key)
+    faulty.clear()
+    await new_manager(store).break_lease(key)
 
 
 async def test_ensure_held_and_remaining_follow_the_local_deadline(store: Store, key: str) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from support import ATOMIC, Backend, FakeClient, eventually, new_manager
+from support import ATOMIC, FakeClient, eventually, new_manager
 
 from aiolease import Lease, LeaseConfigError, LeaseManager
 from aiolease.patterns import LeaderElection
 from aiolease.store import Store
-from aiolease.testing import FaultyClient, throttle
+from aiolease.testing import FaultyStore, unavailable
 
 
 class Recorder:
@@ -146,13 +146,11 @@ async def test_leader_election_keeps_leading_after_callback_returns(store: Store
     assert await manager.get(key) is None
 
 
-async def test_leader_election_retries_transient_campaign_failures(
-    backend: Backend, key: str
-) -> None:
-    client = FaultyClient(backend.client)
-    manager = new_manager(client, backend.table)
+async def test_leader_election_retries_transient_campaign_failures(store: Store, key: str) -> None:
+    faulty = FaultyStore(store)
+    manager = new_manager(faulty)
     await manager.get(key)
-    client.plan("update_item", throttle(), times=3)
+    faulty.plan("acquire", unavailable(), times=3)
     elected = anyio.Event()
 
     async def lead(_: Lease) -> None:
@@ -164,7 +162,7 @@ async def test_leader_election_retries_transient_campaign_failures(
         with anyio.fail_after(5):
             await elected.wait()
         tg.cancel_scope.cancel()
-    assert sum(call.fault is not None for call in client.calls) == 3
+    assert sum(call.fault is not None for call in faulty.calls) == 3
 
 
 def test_leader_election_rejects_bad_arguments() -> None:

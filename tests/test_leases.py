@@ -16,7 +16,7 @@ from aiolease import (
     TableNotFoundError,
 )
 from aiolease.store import Store
-from aiolease.testing import FaultyClient
+from aiolease.testing import FaultyClient, FaultyStore
 
 
 async def test_acquiring_a_free_key_is_one_conditional_update(backend: Backend, key: str) -> None:
@@ -109,14 +109,14 @@ async def test_a_waiting_acquire_gets_the_key_when_it_is_released(store: Store, 
 
 
 async def test_timeout_raises_lease_timeout_error_after_a_final_attempt(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
-    client = FaultyClient(backend.client)
-    holder = new_manager(backend.client, backend.table, owner="holder")
-    contender = new_manager(client, backend.table, poll_interval=0.3)
+    faulty = FaultyStore(store)
+    holder = new_manager(store, owner="holder")
+    contender = new_manager(faulty, poll_interval=0.3)
     lease = await holder.acquire(key, ttl=10, timeout=0)
     await contender.get(key)
-    client.calls.clear()
+    faulty.calls.clear()
 
     started = anyio.current_time()
     with pytest.raises(LeaseTimeoutError) as caught:
@@ -127,7 +127,7 @@ async def test_timeout_raises_lease_timeout_error_after_a_final_attempt(
     assert caught.value.owner == "holder"
     assert elapsed >= 0.5
     # Attempts at 0, ~0.3 and a last one at the timeout itself.
-    attempts = [c for c in client.calls if c.operation == "update_item"]
+    attempts = [c for c in faulty.calls if c.operation == "acquire"]
     assert len(attempts) >= 3
     await holder.release(lease)
 
@@ -229,18 +229,18 @@ async def test_release_of_a_taken_over_lease_returns_false_and_changes_nothing(
 
 
 async def test_refresh_after_the_local_deadline_raises_and_never_retakes(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
-    client = FaultyClient(backend.client)
-    manager = new_manager(client, backend.table)
+    faulty = FaultyStore(store)
+    manager = new_manager(faulty)
     lease = await manager.acquire(key, ttl=0.3, timeout=0)
     await anyio.sleep(0.3)
-    client.calls.clear()
+    faulty.calls.clear()
     with pytest.raises(LeaseLostError) as caught:
         await manager.refresh(lease)
     assert caught.value.reason == "expired"
     assert caught.value.fence == lease.fence
-    assert client.calls == []
+    assert faulty.calls == []
     assert not lease.held
 
 

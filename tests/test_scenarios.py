@@ -10,17 +10,17 @@ from support import Backend, new_manager
 
 from aiolease import LeaseHeldError, LeaseLostError, LeaseManager
 from aiolease.store import Store
-from aiolease.testing import FaultyClient, latency, throttle
+from aiolease.testing import FaultyClient, FaultyStore, latency, unavailable
 
 
-async def test_release_racing_an_in_flight_heartbeat(backend: Backend, key: str) -> None:
-    client = FaultyClient(backend.client)
-    async with new_manager(client, backend.table) as manager:
+async def test_release_racing_an_in_flight_heartbeat(store: Store, key: str) -> None:
+    faulty = FaultyStore(store)
+    async with new_manager(faulty) as manager:
         lease = await manager.acquire(key, ttl=0.9)
         # The next refresh is slow; release is called while it is in flight.
-        client.plan("update_item", latency(0.3), times=1)
+        faulty.plan("refresh", latency(0.3), times=1)
         await anyio.sleep(0.3 + 0.1)
-        assert [c.outcome for c in client.calls_of("update_item")][-1] == "pending"
+        assert [c.outcome for c in faulty.calls_of("refresh")][-1] == "pending"
         assert await manager.release(lease) is True
         await anyio.sleep(0.9)  # no heartbeat revives it
     assert await manager.get(key) is None
@@ -28,23 +28,23 @@ async def test_release_racing_an_in_flight_heartbeat(backend: Backend, key: str)
 
 
 async def test_throttling_longer_than_the_ttl_stops_the_holder_at_its_deadline(
-    backend: Backend, key: str
+    store: Store, key: str
 ) -> None:
-    client = FaultyClient(backend.client)
+    faulty = FaultyStore(store)
     ttl, margin = 0.9, 0.2
-    manager = new_manager(client, backend.table, safety_margin=margin)
+    manager = new_manager(faulty, safety_margin=margin)
     with pytest.raises(LeaseLostError) as caught:
         async with manager.lease(key, ttl=ttl):
             started = anyio.current_time()
-            client.plan("update_item", throttle(), probability=1.0)
+            faulty.plan("refresh", unavailable(), probability=1.0)
             try:
                 await anyio.sleep(10 * ttl)
             finally:
                 stopped = anyio.current_time()
-    client.clear()
+    faulty.clear()
     assert caught.value.reason == "expired"
     assert stopped - started <= ttl - margin + 0.25
-    assert len(client.calls_of("update_item")) > 2  # it kept trying until the deadline
+    assert len(faulty.calls_of("refresh")) > 2  # it kept trying until the deadline
 
 
 async def test_the_body_exception_wins_over_a_simultaneous_loss(store: Store, key: str) -> None:

@@ -11,12 +11,12 @@ from datetime import timedelta
 
 import anyio
 import pytest
-from support import ATOMIC, Backend, FakeClient, eventually, new_manager
+from support import ATOMIC, FakeClient, eventually, new_manager
 
 from aiolease import Lease, LeaseConfigError, LeaseLostError, LeaseManager
 from aiolease.patterns import Busy, Regenerated, SingleFlight, single_flight
 from aiolease.store import Store
-from aiolease.testing import FaultyClient
+from aiolease.testing import FaultyStore
 
 
 async def test_single_flight_winner_runs_and_returns_fence(store: Store, key: str) -> None:
@@ -77,9 +77,9 @@ async def test_single_flight_runs_once_across_managers(store: Store, key: str) -
     assert all(b.owner == runs[0] and b.retry_after > 0 for b in busy)
 
 
-async def test_coalescing_shares_one_attempt(backend: Backend, key: str) -> None:
-    client = FaultyClient(backend.client)
-    manager = new_manager(client, backend.table)
+async def test_coalescing_shares_one_attempt(store: Store, key: str) -> None:
+    faulty = FaultyStore(store)
+    manager = new_manager(faulty)
     await manager.get(key)  # checks the table once, before counting
     flight = SingleFlight(manager)
     runs = 0
@@ -94,7 +94,7 @@ async def test_coalescing_shares_one_attempt(backend: Backend, key: str) -> None
     async def caller() -> None:
         outcomes.append(await flight.run(key, regenerate))
 
-    client.calls.clear()
+    faulty.calls.clear()
     async with anyio.create_task_group() as tg:
         for _ in range(5):
             tg.start_soon(caller)
@@ -102,15 +102,15 @@ async def test_coalescing_shares_one_attempt(backend: Backend, key: str) -> None
     assert runs == 1
     assert len(outcomes) == 5
     assert all(o is outcomes[0] for o in outcomes)
-    operations = Counter(call.operation for call in client.calls)
-    assert operations["update_item"] == 2  # one grant, one release
+    operations = Counter(call.operation for call in faulty.calls)
+    assert operations == {"acquire": 1, "release": 1}  # one grant, one release
     assert flight.in_flight == frozenset()
 
 
-async def test_coalesced_busy_is_one_request(backend: Backend, key: str) -> None:
-    holder = new_manager(backend.client, backend.table, owner="holder")
-    client = FaultyClient(backend.client)
-    manager = new_manager(client, backend.table)
+async def test_coalesced_busy_is_one_request(store: Store, key: str) -> None:
+    holder = new_manager(store, owner="holder")
+    faulty = FaultyStore(store)
+    manager = new_manager(faulty)
     await manager.get(key)
     flight = SingleFlight(manager)
     outcomes: list[Regenerated[None] | Busy] = []
@@ -122,13 +122,13 @@ async def test_coalesced_busy_is_one_request(backend: Backend, key: str) -> None
         outcomes.append(await flight.run(key, regenerate))
 
     async with holder.lease(key):
-        client.calls.clear()
+        faulty.calls.clear()
         async with anyio.create_task_group() as tg:
             for _ in range(5):
                 tg.start_soon(caller)
     assert len(outcomes) == 5
     assert all(isinstance(o, Busy) and o.owner == "holder" for o in outcomes)
-    assert Counter(call.operation for call in client.calls)["update_item"] == 1
+    assert Counter(call.operation for call in faulty.calls)["acquire"] == 1
 
 
 async def test_coalesced_error_reaches_every_caller(store: Store, key: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import AsyncIterator
+
 import pytest
 from support import Backend
 
@@ -32,6 +35,18 @@ class TestDynamoDBStore(StoreContract):
     def store(self, backend: Backend) -> DynamoDBStore:
         self.refusals_carry_the_record = backend.name != "dynalite"
         return DynamoDBStore(backend.client, backend.table)
+
+    @pytest.fixture
+    async def unreachable_store(self, backend: Backend) -> AsyncIterator[DynamoDBStore]:
+        with socket.socket() as probe:  # a loopback port that nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        async with backend.new_client(endpoint_url=f"http://127.0.0.1:{port}") as client:
+            yield DynamoDBStore(client, backend.table)
+
+    @pytest.fixture
+    def missing_table_store(self, backend: Backend) -> DynamoDBStore:
+        return DynamoDBStore(backend.client, f"{backend.table}-missing")
 
     async def delete_item(self, store: Store, key: str) -> None:
         assert isinstance(store, DynamoDBStore)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 PUBLIC_API = {
     "INTERCEPTED_OPERATIONS",
+    "STORE_OPERATIONS",
     "THROTTLING_CODES",
     "Call",
     "EmulatorError",
@@ -44,6 +45,7 @@ PUBLIC_API = {
     "Fault",
     "FaultContext",
     "FaultyClient",
+    "FaultyStore",
     "Interceptor",
     "LocalDynamoDB",
     "LossyProxy",
@@ -54,13 +56,17 @@ PUBLIC_API = {
     "Rule",
     "Semantics",
     "SkewedClock",
+    "denied",
     "drop_response",
     "fail_before",
     "hang",
     "latency",
     "local_dynamodb",
+    "lose_answer",
+    "resend",
     "server_error",
     "throttle",
+    "unavailable",
 }
 
 # Short timings, so that losses happen within a second or two.
@@ -102,6 +108,7 @@ def test_public_api() -> None:
     for name in PUBLIC_API:
         assert getattr(aiolease.testing, name).__doc__ or name in {
             "INTERCEPTED_OPERATIONS",
+            "STORE_OPERATIONS",
             "THROTTLING_CODES",
             "Perform",
             "Interceptor",

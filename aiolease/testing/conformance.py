@@ -12,10 +12,15 @@ fixture::
 
 Every test of the class then runs against that store: the conditions of each operation,
 what a refused write returns, fence growth, the data rules, the release markers, the
-revoked tokens, listing and pagination. Each test uses keys of its own, so one table may
-serve them all. The tests take their wall-clock readings from `wall` and move time with
-`advance()`: a store that judges expiry by its own clock must read `clock` (see
-`MemoryStore(semantics="server-clock", clock=self.clock)`), or override `advance()`.
+revoked tokens, listing and pagination, and how failures are classified. Each test uses
+keys of its own, so one table may serve them all. The tests take their wall-clock
+readings from `wall` and move time with `advance()`: a store that judges expiry by its
+own clock must read `clock` (see `MemoryStore(semantics="server-clock",
+clock=self.clock)`), or override `advance()`.
+
+Two more fixtures prove the store's error classification; without them those tests are
+skipped: ``unreachable_store`` (the same store pointed at a server that is not there: a
+closed port) and ``missing_table_store`` (the same store on a table that does not exist).
 
 Needs pytest and pytest-asyncio (the ``aiolease[testing]`` extra).
 """
@@ -24,10 +29,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from aiolease._exceptions import LeaseStoreError, TableNotFoundError
 from aiolease.store import RESTORE, UNSET, DataUpdate, Now, Outcome, Record, Store
 
 __all__ = ["StoreContract"]
@@ -77,6 +84,16 @@ class StoreContract:
         if delete is None:
             pytest.skip(f"{type(store).__name__}: override delete_item() to test deletion")
         delete(key)
+
+    @pytest.fixture
+    def unreachable_store(self) -> Store:
+        """The store pointed at a server that is not there; override to test it."""
+        pytest.skip(f"{type(self).__name__}: define unreachable_store to test it")
+
+    @pytest.fixture
+    def missing_table_store(self) -> Store:
+        """The store on a table that does not exist; override to test it."""
+        pytest.skip(f"{type(self).__name__}: define missing_table_store to test it")
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -368,6 +385,51 @@ class StoreContract:
             cursor = page.cursor
         assert sorted(r.key for r in listed) == [k for k in keys if k != keys[3]]
         assert all(r.held for r in listed)
+
+    # -- failures --------------------------------------------------------------------------
+
+    async def test_an_unreachable_server_is_a_transient_store_error(
+        self, unreachable_store: Store
+    ) -> None:
+        key, now = self.new_key(), self.now()
+        reads: dict[str, Callable[[], Awaitable[object]]] = {
+            "get": lambda: unreachable_store.get(key, now=now),
+            "list_page": lambda: unreachable_store.list_page(key, cursor=None, now=now),
+            "check_table": unreachable_store.check_table,
+        }
+        writes: dict[str, Callable[[], Awaitable[object]]] = {
+            "acquire": lambda: self.grant(unreachable_store, key),
+            "refresh": lambda: unreachable_store.refresh(
+                key, token="t", version="v", ttl=TTL, sequence=2, data=UNSET, now=now
+            ),
+            "release": lambda: unreachable_store.release(key, token="t", data=UNSET, now=now),
+            "break_lease": lambda: unreachable_store.break_lease(
+                key, token="t", fence=None, marker="!m", now=now
+            ),
+            "revoke": lambda: unreachable_store.revoke(key, token="t", previous=(), now=now),
+        }
+        for name, operation in {**reads, **writes}.items():
+            with pytest.raises(LeaseStoreError) as caught:
+                await operation()
+            error = caught.value
+            assert error.transient, f"{name}: {error!r} should be transient"
+            assert error.__cause__ is not None, f"{name}: the driver's error is its cause"
+            assert str(error), f"{name}: a store error says what failed"
+            if name in reads:
+                assert not error.maybe_applied, f"{name}: a read applies nothing"
+
+    async def test_a_missing_table_is_table_not_found_and_not_transient(
+        self, missing_table_store: Store
+    ) -> None:
+        with pytest.raises(TableNotFoundError) as caught:
+            await missing_table_store.check_table()
+        assert caught.value.table == missing_table_store.table
+        assert not caught.value.transient
+        with pytest.raises(TableNotFoundError):
+            await missing_table_store.get(self.new_key(), now=self.now())
+        with pytest.raises(TableNotFoundError) as written:
+            await self.grant(missing_table_store, self.new_key())
+        assert not written.value.maybe_applied
 
 
 async def _refused_now(contract: StoreContract, store: Store, key: str) -> bool:

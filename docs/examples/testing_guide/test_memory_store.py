@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from aiolease import LeaseHeldError, LeaseManager, LeaseStoreError
-from aiolease.testing import MemoryStore, Operation
+from aiolease.testing import FaultyStore, MemoryStore, Operation, lose_answer, unavailable
 
 
 async def rebuild_report(manager: LeaseManager) -> str:
@@ -45,6 +45,23 @@ async def test_a_lost_answer_still_gives_the_lease() -> None:
         assert lease.held  # the retry was recognised as our own grant
     assert lost
     # --8<-- [end:intercept]
+
+
+# --8<-- [start:faulty-store]
+async def test_the_report_survives_a_lost_answer_and_an_outage() -> None:
+    store = FaultyStore(MemoryStore())  # or FaultyStore(DynamoDBStore(client, "leases"))
+    store.plan("acquire", lose_answer())  # applied, answer lost
+    store.plan("acquire", unavailable(), times=2)  # then two attempts fail before the store
+    manager = LeaseManager(store, backoff=0.01)
+    async with manager.lease("report:nightly", timeout=5) as lease:  # retried until then
+        assert lease.held
+    assert [call.outcome for call in store.calls_of("acquire")] == [
+        "dropped:ok",
+        "fault:unavailable",
+        "fault:unavailable",
+        "ok",  # refused, showing our own token: the manager knows the grant is its own
+    ]
+    # --8<-- [end:faulty-store]
 
 
 def test_dynamodb_options_are_refused_with_a_store() -> None:
