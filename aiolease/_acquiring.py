@@ -9,7 +9,6 @@ whether it must be undone (`_undo.undo`) when the call ends without a lease.
 
 from __future__ import annotations
 
-import logging
 import math
 
 import anyio
@@ -21,11 +20,10 @@ from ._pacing import Pacing
 from ._takeover import VersionWatch, retry_after
 from ._timing import Timing, Unanswered
 from ._undo import undo
+from ._wait_report import WaitReport
 from .store import DataUpdate, Outcome, Record
 
 __all__ = ["acquire"]
-
-logger = logging.getLogger("aiolease")
 
 
 class Acquisition:
@@ -40,13 +38,15 @@ class Acquisition:
         "in_flight",
         "in_network",
         "maybe_ours",
+        "report",
         "token",
         "unanswered",
         "version",
         "watch",
     )
 
-    def __init__(self, token: str, version: str) -> None:
+    def __init__(self, key: str, token: str, version: str) -> None:
+        self.report = WaitReport(key)  # what the wait tells the logs and the hooks
         self.token = token
         self.version = version
         self.watch = VersionWatch()
@@ -105,7 +105,7 @@ async def acquire(
 ) -> Lease:
     """Take the lease on `key`, waiting up to `limit` seconds (None: without a limit)."""
     engine.bind_loop()
-    state = Acquisition(engine.new_token(), engine.new_token())
+    state = Acquisition(key, engine.new_token(), engine.new_token())
     started = anyio.current_time()
     give_up_at = math.inf if limit is None else started + limit
     await _check_table(engine, give_up_at, state)
@@ -145,10 +145,11 @@ async def _check_table(engine: Engine, give_up_at: float, state: Acquisition) ->
             now = anyio.current_time()
             if not error.transient or now >= give_up_at:
                 raise
-            logger.info("checking table %r failed, retrying: %s", engine.store.table, error)
+            state.report.store_failed(engine, error, now)
             await anyio.sleep(min(state.backoff(engine.pacing), give_up_at - now))
         else:
             state.failures = 0
+            state.report.answered(anyio.current_time())
             return
 
 
@@ -172,11 +173,14 @@ async def _attempt(
     sent_at, suspended = anyio.current_time(), engine.clocks.suspended()
     allowance = engine.pacing.allowance(limit, give_up_at - sent_at)
     outcome = await _send(engine, key, state, timing, data=data, allowance=allowance)
+    now = anyio.current_time()
     if outcome is None:
         state.unknown(sent_at, suspended)
         if state.failure is None:  # the request got no answer in the time allowed
-            state.failure = _no_answer("UpdateItem", anyio.current_time() - sent_at)
+            state.failure = _no_answer("UpdateItem", now - sent_at)
+        state.report.store_failed(engine, state.failure, now)
         return state.backoff(engine.pacing)
+    state.report.answered(now)
     granted: Record | Unreadable | None = outcome.record
     if not outcome.applied:
         read_at = sent_at  # when the store judged the record it returned
@@ -206,6 +210,7 @@ async def _attempt(
         transient=True,
         maybe_applied=True,
     )
+    state.report.store_failed(engine, state.failure, received_at)
     return state.backoff(engine.pacing)
 
 
@@ -275,6 +280,7 @@ def _contended(
     state.watch.observe(found, now)
     state.contended += 1
     wait = _retry_after(engine, found, state, now)
+    state.report.held(found, wait)
     if engine.events.listening:
         engine.events.emit(
             "contended", key, fence=found.fence, holder=found.owner, retry_after=wait

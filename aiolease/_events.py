@@ -14,7 +14,14 @@ __all__ = ["EventKind", "Events", "LeaseEvent"]
 logger = logging.getLogger("aiolease")
 
 EventKind = Literal[
-    "acquired", "contended", "waited", "refreshed", "refresh_failed", "lost", "released"
+    "acquired",
+    "contended",
+    "store_failed",
+    "waited",
+    "refreshed",
+    "refresh_failed",
+    "lost",
+    "released",
 ]
 
 
@@ -24,6 +31,9 @@ class LeaseEvent:
 
     - ``acquired``: a grant; `fence`, and `duration` from the acquire call to the grant.
     - ``contended``: an attempt found the key held; `holder` and `retry_after`.
+    - ``store_failed``: an acquire's request (or its table check) failed or got no answer
+      in time, and will be retried; `error`, and `duration` the store has been failing
+      (since the first failure of this run, 0 for the first).
     - ``waited``: a waiting acquire ended after contention; `duration`, and `reason`
       ``"acquired"``, ``"timeout"`` or ``"failed"``.
     - ``refreshed``: a refresh succeeded; `duration` of it, retries included.

@@ -199,6 +199,8 @@ class DynamoDBStore:
             utf8_size(sort_key[1], name="sort_key value")
         self.client = client
         self.table = table
+        endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None)
+        self.location = f"DynamoDB table {table!r}" + (f" at {endpoint}" if endpoint else "")
         self.names = _resolve_names(attribute_names)
         self.sort_key = sort_key
         self.ttl_buffer = seconds(ttl_buffer, name="ttl_buffer", bounds=TTL_BUFFER)
@@ -786,10 +788,18 @@ def _translate(error: Exception, *, operation: str, table: str) -> LeaseStoreErr
     )
 
 
+def _not_dynamodb(code: str, detail: str) -> bool:
+    """Whether an error came from something other than DynamoDB: a web page, a bare status."""
+    return code.isdigit() or detail.lstrip()[:1] == "<"
+
+
 def _translate_client_error(error: ClientError, *, operation: str, table: str) -> LeaseStoreError:
     code = _error_code(error) or ""
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     detail = error.response.get("Error", {}).get("Message") or code
+    foreign = _not_dynamodb(code, detail)
+    if foreign:
+        detail = "a web page, not DynamoDB's answer"  # never the page itself
     if code == "ResourceNotFoundException":
         return TableNotFoundError(
             f"DynamoDB table {table!r} was not found ({operation}): create it with "
@@ -803,6 +813,12 @@ def _translate_client_error(error: ClientError, *, operation: str, table: str) -
     elif code in _SERVER_ERRORS or status >= 500:  # noqa: PLR2004
         message = f"{operation} failed with a server error ({code or status}): {detail}"
         transient = maybe_applied = True
+    elif foreign:
+        message = (
+            f"{operation} got HTTP {status or code} from an endpoint that is not DynamoDB "
+            "(it answered with a web page): check the client's endpoint URL"
+        )
+        transient = maybe_applied = False
     elif code == _CONDITION_FAILED:
         message = detail
         transient = maybe_applied = False

@@ -191,6 +191,8 @@ class Store(Protocol):
 
     #: The table (or namespace) holding the leases, for messages and `LeaseManager.table`.
     table: str
+    #: Where the leases live, for log lines and messages (server, database and table).
+    location: str
     #: Optional capabilities this store supports (see `Capability`).
     capabilities: frozenset[Capability]
 

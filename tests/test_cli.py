@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import aiolease, finish, running, wait_for_line
 from support import Backend
 
 pytestmark = pytest.mark.backends("ddblocal")
 
-SCRIPT = str(Path(sys.executable).with_name("aiolease"))
 # The child writes its start and end on the shared monotonic clock, one line each.
 RECORDER = (
     "import os, sys, time; "
@@ -26,66 +23,6 @@ RECORDER = (
     "time.sleep(float(sys.argv[2])); "
     "f.write(f'end {time.monotonic()}\\n'); f.close()"
 )
-
-
-def environment(backend: Backend, table: str | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        AWS_ENDPOINT_URL=str(backend.endpoint_url),
-        AWS_REGION="us-east-1",
-        AWS_ACCESS_KEY_ID="aiolease",
-        AWS_SECRET_ACCESS_KEY="aiolease",  # noqa: S106  (a dummy for the emulator)
-        AIOLEASE_TABLE=table or backend.table,
-    )
-    env.pop("AWS_PROFILE", None)
-    return env
-
-
-def aiolease(
-    backend: Backend, *args: str, table: str | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [SCRIPT, *args],
-        env=environment(backend, table),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
-
-@contextlib.contextmanager
-def running(backend: Backend, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """A background ``aiolease`` process, killed (if need be) and reaped afterwards."""
-    process = subprocess.Popen(
-        [SCRIPT, *args],
-        env=environment(backend),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
-
-
-def finish(process: subprocess.Popen[str], timeout: float) -> tuple[int, str]:
-    """Wait for `process`; its exit code and standard error."""
-    _, err = process.communicate(timeout=timeout)
-    return process.returncode, err
-
-
-def wait_for_line(path: Path, prefix: str, timeout: float = 30) -> None:
-    """Poll `path` until a line starting with `prefix` appears."""
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and any(x.startswith(prefix) for x in path.read_text().splitlines())):
-        assert time.monotonic() < deadline, f"no {prefix!r} line in {path} after {timeout} s"
-        time.sleep(0.05)
 
 
 def test_every_command_has_help(backend: Backend) -> None:
@@ -160,7 +97,7 @@ def test_concurrent_runs_on_one_key_never_overlap(
     backend: Backend, key: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "log"
-    command = ["run", key, "--ttl", "5", "--", sys.executable, "-c", RECORDER, str(log), "0.2"]
+    command = ["run", "--ttl", "5", key, "--", sys.executable, "-c", RECORDER, str(log), "0.2"]
     with contextlib.ExitStack() as stack:
         runners = [stack.enter_context(running(backend, *command)) for _ in range(4)]
         for runner in runners:
@@ -182,7 +119,7 @@ def test_a_lost_lease_stops_the_child_and_exits_with_the_lost_code(
     child = (
         f'trap "echo TERM > {marker}; exit 9" TERM; echo ready > {marker}.ready; sleep 60 & wait'
     )
-    with running(backend, "run", key, "--ttl", "3", "--", "sh", "-c", child) as runner:
+    with running(backend, "run", "--ttl", "3", key, "--", "sh", "-c", child) as runner:
         wait_for_line(Path(f"{marker}.ready"), "ready")
         broken = aiolease(backend, "release", key, "--force", "--yes")
         assert broken.returncode == 0
@@ -201,7 +138,7 @@ def test_a_child_that_ignores_sigterm_is_killed_before_the_lease_could_pass_on(
     child = f'trap "" TERM; echo ready > {ready}; while true; do sleep 0.1; done'
     ttl, margin, grace = 3.0, 0.6, 0.3
     options = ["--ttl", str(ttl), "--safety-margin", str(margin), "--grace", str(grace)]
-    with running(backend, "run", key, *options, "--", "sh", "-c", child) as runner:
+    with running(backend, "run", *options, key, "--", "sh", "-c", child) as runner:
         wait_for_line(ready, "ready")
         broken_at = time.monotonic()
         aiolease(backend, "release", key, "--force", "--yes")

@@ -3,83 +3,80 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+import traceback
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import anyio
 import click
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from aiolease._durations import default_safety_margin
-from aiolease._exceptions import (
-    LeaseConfigError,
-    LeaseError,
-    LeaseStoreError,
-    TableNotFoundError,
-)
+from aiolease._exceptions import LeaseConfigError, LeaseError
 from aiolease._lease import LeaseInfo
-from aiolease._manager import LeaseManager
+from aiolease._timing import Timing
+from aiolease._validation import check_key
 from aiolease._version import __version__
 
+from ._advice import EXIT_CONFIG, EXIT_UNAVAILABLE, explain
 from ._run import EXIT_HELD, EXIT_LOST, run_under_lease
+from ._settings import ConfigurationError, Settings, global_options, pass_settings
+from ._waiting import DEFAULT_OUTAGE_TIMEOUT, WaitWatch
 
 __all__ = ["cli"]
 
 T = TypeVar("T")
 
-EXIT_CONFIG = 78  # sysexits' EX_CONFIG: bad options, credentials, a missing or wrong table
-EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: DynamoDB could not be reached
+
+EXIT_USAGE = 2  # bad usage: a bad option value or key, as click reports them
+EXIT_INTERRUPTED = 128 + 2  # SIGINT (Ctrl-C), as a shell reports it
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Where the leases live: from flags, else the standard AWS environment."""
-
-    table: str
-    endpoint_url: str | None
-    region: str | None
-    profile: str | None
-
-    @asynccontextmanager
-    async def manager(self, **options: Any) -> AsyncIterator[LeaseManager]:
-        """A manager on a fresh client, closed afterwards."""
-        session = AioSession(profile=self.profile)
-        config = AioConfig(
-            retries={"mode": "standard", "total_max_attempts": 3},
-            connect_timeout=5,
-            read_timeout=10,
-        )
-        async with session.create_client(
-            "dynamodb", region_name=self.region, endpoint_url=self.endpoint_url, config=config
-        ) as client:
-            yield LeaseManager(client, self.table, **options)
-
-
-def _run(function: Callable[[], Awaitable[T]]) -> T:
-    """Run `function` on asyncio; turn library errors into messages and exit codes."""
+def _run(settings: Settings, function: Callable[[], Awaitable[T]]) -> T:
+    """Run `function` on asyncio; turn errors into one line of advice and an exit code."""
     try:
         return anyio.run(function)
-    except TableNotFoundError as error:
-        _fail(f"{error}. Run `aiolease create-table` (with the same --table/region).", EXIT_CONFIG)
+    except KeyboardInterrupt:
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except (ConfigurationError, LeaseError) as error:
+        message, code = explain(error, settings)
+        if settings.debug:
+            traceback.print_exc()
+        _fail(message, code)
+
+
+def _key(ctx: click.Context, param: click.Parameter, value: str) -> str:  # noqa: ARG001
+    """A lease key, checked as the library checks it, as a usage error (exit 2)."""
+    try:
+        return check_key(value, name="KEY")
     except LeaseConfigError as error:
-        _fail(str(error), EXIT_CONFIG)
-    except LeaseStoreError as error:
-        hint = (
-            "check --endpoint-url / AWS_ENDPOINT_URL and the network"
-            if error.transient
-            else "check the AWS credentials, region and permissions"
-        )
-        _fail(f"{error}; {hint}", EXIT_UNAVAILABLE if error.transient else EXIT_CONFIG)
-    except LeaseError as error:
-        _fail(str(error), 1)
+        raise click.BadParameter(str(error).removeprefix("KEY "), param_hint="KEY") from None
+
+
+class _Seconds(click.ParamType):  # type: ignore[type-arg]
+    """Seconds, or ``never`` for no limit."""
+
+    name = "SECONDS|never"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        if str(value).strip().lower() in {"never", "inf", "forever"}:
+            return math.inf
+        try:
+            seconds = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of seconds or 'never'", param, ctx)
+        if not seconds > 0:
+            self.fail(f"{value!r} must be above 0 (or 'never')", param, ctx)
+        return seconds
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -88,39 +85,18 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option(
-    "--table", envvar="AIOLEASE_TABLE", default="leases", help="Lease table [env AIOLEASE_TABLE]."
-)
-@click.option(
-    "--endpoint-url",
-    envvar="AWS_ENDPOINT_URL",
-    default=None,
-    help="DynamoDB endpoint, e.g. a local emulator [env AWS_ENDPOINT_URL].",
-)
-@click.option(
-    "--region",
-    envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
-    default=None,
-    help="AWS region [env AWS_REGION, AWS_DEFAULT_REGION].",
-)
-@click.option(
-    "--profile", envvar="AWS_PROFILE", default=None, help="AWS profile [env AWS_PROFILE]."
-)
+@global_options(on_group=True)
 @click.version_option(version=__version__, prog_name="aiolease")
-@click.pass_context
-def cli(
-    ctx: click.Context,
-    table: str,
-    endpoint_url: str | None,
-    region: str | None,
-    profile: str | None,
-) -> None:
-    """Distributed leases on DynamoDB: run commands under a lease and inspect leases."""
-    ctx.obj = Settings(table=table, endpoint_url=endpoint_url, region=region, profile=profile)
+def cli() -> None:
+    """Distributed leases on DynamoDB: run commands under a lease and inspect leases.
+
+    The global options may also follow the subcommand (`aiolease ls --table x`).
+    """
 
 
 @cli.command("create-table")
-@click.pass_obj
+@global_options(on_group=False)
+@pass_settings
 def create_table(settings: Settings) -> None:
     """Create the lease table (on-demand, TTL enabled) if it does not exist."""
 
@@ -128,17 +104,20 @@ def create_table(settings: Settings) -> None:
         async with settings.manager() as manager:
             return await manager.create_table()
 
-    created = _run(create)
+    created = _run(settings, create)
     click.echo(f"table {settings.table!r} {'created' if created else 'already exists'}")
 
 
 @cli.command(
     "run",
+    context_settings={"allow_interspersed_args": False},
     epilog=f"""Exit codes: the command's own; {EXIT_HELD} when the lease is held elsewhere
-    (no-wait or timeout); {EXIT_LOST} when the lease was lost and the command stopped;
-    {EXIT_CONFIG} configuration; {EXIT_UNAVAILABLE} DynamoDB unreachable.""",
+    (--no-wait or --timeout); {EXIT_LOST} when the lease was lost and the command stopped;
+    {EXIT_USAGE} bad usage; {EXIT_CONFIG} configuration (credentials, region, table);
+    {EXIT_UNAVAILABLE} DynamoDB unreachable (for --outage-timeout while waiting);
+    130 / 143 interrupted by SIGINT / SIGTERM while waiting.""",
 )
-@click.argument("key")
+@click.argument("key", callback=_key)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option(
     "--ttl", type=click.FloatRange(min=0, min_open=True), default=30.0, help="Lease ttl in seconds."
@@ -149,6 +128,13 @@ def create_table(settings: Settings) -> None:
     type=click.FloatRange(min=0),
     default=None,
     help="With --wait: give up after this many seconds (default: wait until acquired).",
+)
+@click.option(
+    "--outage-timeout",
+    type=_Seconds(),
+    default=DEFAULT_OUTAGE_TIMEOUT,
+    help="While waiting: give up (exit 69) after this many seconds of consecutive "
+    "failures to reach DynamoDB; 'never' retries until the lease is acquired.",
 )
 @click.option(
     "--grace",
@@ -166,7 +152,8 @@ def create_table(settings: Settings) -> None:
 )
 @click.option("--held-exit-code", type=click.IntRange(0, 255), default=EXIT_HELD)
 @click.option("--lost-exit-code", type=click.IntRange(0, 255), default=EXIT_LOST)
-@click.pass_obj
+@global_options(on_group=False)
+@pass_settings
 def run(  # noqa: PLR0917  (click passes options by keyword; the signature mirrors them)
     settings: Settings,
     key: str,
@@ -174,29 +161,51 @@ def run(  # noqa: PLR0917  (click passes options by keyword; the signature mirro
     ttl: float,
     wait: bool,
     timeout: float | None,
+    outage_timeout: float,
     grace: float | None,
     safety_margin: float | None,
     held_exit_code: int,
     lost_exit_code: int,
 ) -> None:
-    """Run COMMAND while holding the lease KEY; put `--` before COMMAND.
+    """Run COMMAND while holding the lease KEY.
 
-    The command sees AIOLEASE_KEY, AIOLEASE_FENCE and AIOLEASE_OWNER. It is stopped
-    (SIGTERM, then SIGKILL after --grace) before the lease could pass to another holder,
-    and it dies with this process. SIGINT, SIGTERM and SIGHUP are forwarded to it.
+    Options go before KEY; everything after KEY is the command and its arguments
+    (a `--` before it is optional). The command sees AIOLEASE_KEY, AIOLEASE_FENCE and
+    AIOLEASE_OWNER. It is stopped (SIGTERM, then SIGKILL after --grace) before the lease
+    could pass to another holder, and it dies with this process. While it runs, SIGINT,
+    SIGTERM and SIGHUP are forwarded to it. While waiting, stderr says what for (--quiet
+    to hide it), and a signal ends the wait.
     """
+    if command[:1] == ("--",):
+        command = command[1:]
+    if not command:
+        raise click.UsageError("Missing argument 'COMMAND...'.")
+    if command[0].startswith("-"):
+        raise click.UsageError(
+            f"the command after KEY starts with {command[0]!r}: everything after KEY is the "
+            f"command, so put aiolease's options before KEY, as in "
+            f"`aiolease run {command[0]} ... {key} -- COMMAND`"
+        )
     margin = safety_margin if safety_margin is not None else default_safety_margin(ttl)
+    try:
+        Timing.of(ttl, default_ttl=ttl, heartbeat_interval=None, safety_margin=margin)
+    except LeaseConfigError as error:
+        raise click.BadParameter(str(error), param_hint="'--safety-margin'") from None
     kill_grace = grace if grace is not None else margin / 2
     if kill_grace >= margin:
         _fail(
             f"--grace ({kill_grace} s) must be below the safety margin ({margin} s), so the "
             "command is gone before the lease can pass on; lower --grace or raise "
             "--safety-margin",
-            2,
+            EXIT_USAGE,
         )
+    watch = WaitWatch(key, quiet=settings.quiet, outage_timeout=outage_timeout)
 
     async def go() -> int:
-        async with settings.manager(default_ttl=ttl, safety_margin=margin) as manager:
+        async with settings.manager(
+            default_ttl=ttl, safety_margin=margin, hooks=[watch]
+        ) as manager:
+            watch.where = manager.store.location
             return await run_under_lease(
                 manager,
                 key,
@@ -206,15 +215,17 @@ def run(  # noqa: PLR0917  (click passes options by keyword; the signature mirro
                 grace=kill_grace,
                 held_exit_code=held_exit_code,
                 lost_exit_code=lost_exit_code,
+                watch=watch,
             )
 
-    sys.exit(_run(go))
+    sys.exit(_run(settings, go))
 
 
 @cli.command("ls")
 @click.argument("prefix", default="")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@click.pass_obj
+@global_options(on_group=False)
+@pass_settings
 def list_leases(settings: Settings, prefix: str, as_json: bool) -> None:
     """List the held leases whose key starts with PREFIX."""
 
@@ -222,13 +233,14 @@ def list_leases(settings: Settings, prefix: str, as_json: bool) -> None:
         async with settings.manager() as manager:
             return sorted([info async for info in manager.list(prefix)], key=lambda i: i.key)
 
-    _show(_run(collect), as_json=as_json)
+    _show(_run(settings, collect), as_json=as_json)
 
 
 @cli.command("show")
-@click.argument("key")
+@click.argument("key", callback=_key)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_obj
+@global_options(on_group=False)
+@pass_settings
 def show(settings: Settings, key: str, as_json: bool) -> None:
     """Show who holds KEY (exit 1 if nobody does)."""
 
@@ -236,7 +248,7 @@ def show(settings: Settings, key: str, as_json: bool) -> None:
         async with settings.manager() as manager:
             return await manager.get(key)
 
-    info = _run(read)
+    info = _run(settings, read)
     if info is None:
         if as_json:
             click.echo("null")
@@ -247,10 +259,11 @@ def show(settings: Settings, key: str, as_json: bool) -> None:
 
 
 @cli.command("release")
-@click.argument("key")
+@click.argument("key", callback=_key)
 @click.option("--force", is_flag=True, required=True, help="Required: break whoever holds KEY.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.pass_obj
+@global_options(on_group=False)
+@pass_settings
 def release(settings: Settings, key: str, force: bool, yes: bool) -> None:  # noqa: ARG001
     """Break the lease KEY whoever holds it; the next holder's fence is still higher."""
     if not yes and not click.confirm(
@@ -262,7 +275,7 @@ def release(settings: Settings, key: str, force: bool, yes: bool) -> None:  # no
         async with settings.manager() as manager:
             return await manager.break_lease(key)
 
-    info = _run(brk)
+    info = _run(settings, brk)
     if info is None:
         click.echo(f"lease {key!r} was not held")
     else:
@@ -350,14 +363,13 @@ def demo(workers: int, keys: int, ttl: float, duration: float, as_json: bool) ->
     default=0,
     help="Loopback port to listen on (0: a free port, printed at start).",
 )
-@click.option("--table", default=None, help="Table to create (default: the global --table).")
-@click.pass_obj
+@global_options(on_group=False)
+@pass_settings
 def local(
     settings: Settings,
     dynamodb_local: bool,
     dynamodb_local_dir: str | None,
     port: int,
-    table: str | None,
 ) -> None:
     """Run a DynamoDB emulator on 127.0.0.1 for development, until Ctrl-C or SIGTERM.
 
@@ -371,7 +383,7 @@ def local(
         serve(
             backend="dynamodb-local" if dynamodb_local else "moto",
             port=port,
-            table=table or settings.table,
+            table=settings.table,
             dynamodb_local_dir=dynamodb_local_dir,
         )
     except LocalError as error:

@@ -162,6 +162,7 @@ class FaultyStore(FaultPlan):
         super().__init__()
         self.wrapped: Store = store
         self.table: str = store.table
+        self.location: str = store.location
         self.capabilities: frozenset[Capability] = store.capabilities
 
     def __repr__(self) -> str:

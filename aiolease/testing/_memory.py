@@ -134,6 +134,7 @@ class MemoryStore:
             raise LeaseConfigError(f"table must be a non-empty string, got {table!r}")
         self.semantics: Semantics = semantics
         self.table = table
+        self.location = f"MemoryStore {table!r}"
         self._clock = clock
         self._intercept = intercept
         self._items: dict[str, _Item] = {}

@@ -138,6 +138,13 @@ class StoreContract:
             assert current is not None
             assert _stored(outcome.record) == _stored(current)
 
+    # -- what it is ------------------------------------------------------------------------
+
+    async def test_it_says_where_its_leases_live(self, store: Store) -> None:
+        assert isinstance(store.table, str)
+        assert isinstance(store.location, str)
+        assert store.table in store.location, "the location names the table"
+
     # -- acquire ---------------------------------------------------------------------------
 
     async def test_acquiring_a_free_key_writes_a_whole_grant(self, store: Store) -> None:
