@@ -112,6 +112,6 @@ class LeaseBlock:
             return  # the body's own exception (or an outer cancellation) propagates
         lost = lease._lost
         if swallowed and lost is None:  # our scope only ever fires on loss or the deadline
-            lost = lease._mark_lost("expired", "its local deadline passed")
+            lost = lease._mark_expired("its local deadline passed")
         if lost is not None:
             raise lost

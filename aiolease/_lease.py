@@ -222,7 +222,17 @@ class Lease:
     ) -> None:
         """The expiry check: a lease still held at its local deadline is lost now."""
         if self._state is _State.HELD and anyio.current_time() >= self._valid_until:
-            self._mark_lost("expired", detail)
+            self._mark_expired(detail)
+
+    def _mark_expired(self, detail: str) -> LeaseLostError:
+        """Lost to the local deadline; the last store failure, if any, is named as the cause."""
+        failure = self._last_failure
+        if failure is not None:
+            detail = f"{detail}; the store failed: {failure}"
+        lost = self._mark_lost("expired", detail)
+        if failure is not None and lost.__cause__ is None:
+            lost.__cause__ = failure
+        return lost
 
     def _active(self) -> bool:
         """Neither released nor lost (the local deadline is not considered)."""
@@ -263,6 +273,7 @@ class Lease:
         self, record: Record, *, sent_at: float, suspended_at_send: float, sequence: int
     ) -> None:
         self._sequence = sequence
+        self._last_failure = None  # the failures before this refresh are over
         self._count_from(sent_at, suspended_at_send)
         if record.expires_at_ms is not None:
             self.expires_at = utc_from_ms(record.expires_at_ms)

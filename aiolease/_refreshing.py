@@ -83,6 +83,14 @@ async def _send(
 ) -> Outcome | None:
     """One refresh request bounded by the local deadline; None when it got no answer."""
     now = engine.now()
+    # Until an answer comes, this is what the store did: if the deadline passes first,
+    # the loss names it as its cause.
+    lease._last_failure = LeaseStoreError(
+        "a refresh got no answer before the lease's local deadline",
+        operation="refresh",
+        transient=True,
+        maybe_applied=True,
+    )
     with anyio.move_on_after(lease._valid_until - anyio.current_time()):
         try:
             return await engine.store.refresh(

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from support import SKEW, Backend, eventually, new_manager
 
-from aiolease import LeaseLostError, LeaseManager
+from aiolease import LeaseLostError, LeaseManager, LeaseStoreError
 from aiolease.store import Store
 from aiolease.testing import (
     Fault,
@@ -22,6 +22,7 @@ from aiolease.testing import (
     hang,
     server_error,
     throttle,
+    unavailable,
 )
 
 
@@ -105,6 +106,28 @@ async def test_the_body_is_cancelled_by_the_local_deadline_when_the_store_is_unr
     assert exited_at - stopped_at <= 1.0 + 0.25
     assert not lease.held
     faulty.clear()
+
+
+@pytest.mark.parametrize(
+    ("fault", "cause"),
+    [(unavailable(), "the store is unavailable"), (hang(), "a refresh got no answer before")],
+    ids=["failing", "silent"],
+)
+async def test_a_lease_lost_to_its_deadline_names_the_store_failure_as_its_cause(
+    store: Store, key: str, fault: Fault, cause: str
+) -> None:
+    faulty = FaultyStore(store)
+    manager = new_manager(faulty, backoff=0.05)
+    with pytest.raises(LeaseLostError) as caught:
+        async with manager.lease(key, ttl=0.9):
+            faulty.plan("refresh", fault, probability=1.0)
+            await anyio.sleep(10)
+    faulty.clear()
+    assert caught.value.reason == "expired"
+    assert "its local deadline passed" in str(caught.value)
+    assert "; the store failed: " in str(caught.value)
+    assert cause in str(caught.value)
+    assert isinstance(caught.value.__cause__, LeaseStoreError)
 
 
 @pytest.mark.parametrize(

@@ -197,6 +197,16 @@ async def test_local_dynamodb_yields_a_ready_client_and_table() -> None:
     assert _emulator._running == running
 
 
+async def test_local_dynamodb_ignores_an_aws_profile_this_machine_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "a-profile-nobody-configured")
+    async with local_dynamodb() as env:
+        manager = env.manager()
+        lease = await manager.acquire("job", timeout=0)
+        assert await manager.release(lease)
+
+
 async def test_client_config_overrides_the_defaults() -> None:
     retries = {"total_max_attempts": 3, "mode": "standard"}
     async with local_dynamodb(retries=retries, read_timeout=7) as env:

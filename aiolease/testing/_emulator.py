@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession
 
 from aiolease import LeaseManager
 
@@ -96,17 +96,30 @@ class EmulatorUnavailableError(EmulatorError):
 # --- clients ---------------------------------------------------------------------------
 
 
+#: The variables that name an AWS profile: a local server has no use for one.
+_PROFILE_VARIABLES: Final = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+
+
+def _server_environment() -> dict[str, str]:
+    """The environment of a local server: ours, without an AWS profile."""
+    env = {k: v for k, v in os.environ.items() if k not in _PROFILE_VARIABLES}
+    env["AIOLEASE_PARENT_PID"] = str(os.getpid())
+    return env
+
+
 def new_client(
     endpoint_url: str, **client_config: Any
 ) -> contextlib.AbstractAsyncContextManager[DynamoDBClient]:
     """Return an aiobotocore DynamoDB client for a local ``endpoint_url``.
 
-    It uses dummy credentials and ``us-east-1``; ``client_config`` goes to
-    :class:`aiobotocore.config.AioConfig`, with one attempt per call (no SDK retries)
-    unless ``retries`` says otherwise.
+    It uses dummy credentials and ``us-east-1``, and ignores ``AWS_PROFILE``: a local
+    server needs no profile, and one that does not exist on this machine must not stop
+    it. ``client_config`` goes to :class:`aiobotocore.config.AioConfig`, with one
+    attempt per call (no SDK retries) unless ``retries`` says otherwise.
     """
     client_config.setdefault("retries", {"total_max_attempts": 1})
-    return get_session().create_client(
+    session = AioSession(session_vars={"profile": (None, None, None, None)})
+    return session.create_client(
         "dynamodb",
         endpoint_url=endpoint_url,
         region_name=DUMMY_REGION,
@@ -227,6 +240,24 @@ def require_moto() -> None:
         raise ImportError(f"the moto backend needs moto's server ({exc}); {_MOTO_HINT}") from exc
 
 
+def _prepare_moto_backends(account: str) -> None:
+    """Make moto's DynamoDB backends for `account` now, with no AWS profile in sight.
+
+    moto builds them on first use with a boto3 session, which reads ``AWS_PROFILE`` and
+    fails if that profile is not on this machine; a local server needs no profile. The
+    variable is hidden only while this runs, on the caller's thread, before any request.
+    """
+    from moto.core.models import DEFAULT_ACCOUNT_ID  # noqa: PLC0415 - moto is imported on use
+    from moto.dynamodb.models import dynamodb_backends  # noqa: PLC0415
+
+    hidden = {name: os.environ.pop(name) for name in _PROFILE_VARIABLES if name in os.environ}
+    try:
+        for owner in (DEFAULT_ACCOUNT_ID, account):
+            dynamodb_backends[owner][DUMMY_REGION]
+    finally:
+        os.environ.update(hidden)
+
+
 class _SerialisedApp:
     """A WSGI app that runs ``app`` one request at a time, in moto account ``account``.
 
@@ -269,6 +300,7 @@ async def moto_endpoint(port: int = 0) -> AsyncIterator[str]:
 
     # A fresh 12-digit account per server keeps servers in one process apart.
     account = f"{secrets.randbelow(9 * 10**11) + 10**11}"
+    _prepare_moto_backends(account)
     app = _SerialisedApp(DomainDispatcherApplication(create_backend_app), account)
     try:
         server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietHandler)
@@ -459,7 +491,7 @@ async def child_server(name: str, argv: list[str], port: int) -> AsyncIterator[s
         with log_path.open("wb") as log:
             proc = subprocess.Popen(  # noqa: S603, ASYNC220 - returns at once; fixed argv
                 [sys.executable, "-m", "aiolease.cli._exec", *argv],
-                env={**os.environ, "AIOLEASE_PARENT_PID": str(os.getpid())},
+                env=_server_environment(),
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
