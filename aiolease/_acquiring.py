@@ -180,13 +180,16 @@ async def _attempt(
             state.failure = _no_answer("UpdateItem", now - sent_at)
         state.report.store_failed(engine, state.failure, now)
         return state.backoff(engine.pacing)
-    state.report.answered(now)
     granted: Record | Unreadable | None = outcome.record
+    read_at = sent_at  # when the store judged the record it returned
+    if not outcome.applied and granted is None:
+        read_at = anyio.current_time()
+        granted = await engine.read_back(key)
+    if isinstance(granted, Unreadable):  # refused, and who holds it could not be read
+        state.report.store_failed(engine, granted.error, anyio.current_time())
+    else:
+        state.report.answered(now)
     if not outcome.applied:
-        read_at = sent_at  # when the store judged the record it returned
-        if granted is None:
-            read_at = anyio.current_time()
-            granted = await engine.read_back(key)
         if not isinstance(granted, Record) or granted.token != state.token:
             return _contended(engine, key, granted, state, read_at, resent=outcome.resent)
         if granted.version != state.version:

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Final
 
 import anyio
 
@@ -24,16 +23,18 @@ from ._pacing import Pacing
 from ._validation import utf8_size
 from .store import Now, Record, Store
 
-__all__ = ["UNREADABLE", "Engine", "Unreadable"]
+__all__ = ["Engine", "Unreadable"]
 
 logger = logging.getLogger("aiolease")
 
 
 class Unreadable:
-    """The item could not be read back after a failed condition."""
+    """The item could not be read back after a failed condition; `error` says why."""
 
+    __slots__ = ("error",)
 
-UNREADABLE: Final = Unreadable()
+    def __init__(self, error: LeaseStoreError) -> None:
+        self.error = error
 
 
 class Engine:
@@ -140,4 +141,4 @@ class Engine:
             return await self.store.get(key, now=self.now())
         except LeaseStoreError as error:
             logger.info("could not read %r after a failed condition: %s", key, error)
-            return UNREADABLE
+            return Unreadable(error)

@@ -59,7 +59,7 @@ async def beat(engine: Engine, lease: Lease) -> None:
             if lease._active():
                 await renew(engine, lease, UNSET, retry_permanent=True)
     except LeaseLostError as lost:
-        logger.warning("%s", lost)
+        logger.warning("%s", lost, extra={"aiolease_event": "lost"})
     except Exception as error:  # a bug must not leave the holder running unnoticed
         logger.exception("heartbeat of %r failed", lease.key)
         lease._mark_lost("expired", f"its heartbeat failed: {error!r}")

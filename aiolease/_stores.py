@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import cast
 
@@ -11,6 +12,23 @@ from .dynamodb import DynamoDBClient, DynamoDBStore
 from .store import Store
 
 __all__ = ["store_for"]
+
+#: What a store has (`aiolease.store.Store`), for saying what an incomplete one lacks.
+_STORE_ATTRIBUTES = (
+    "table",
+    "location",
+    "capabilities",
+    "check_options",
+    "check_table",
+    "create_table",
+    "acquire",
+    "refresh",
+    "release",
+    "break_lease",
+    "revoke",
+    "get",
+    "list_page",
+)
 
 
 def store_for(
@@ -32,6 +50,18 @@ def store_for(
             **buffer,
         )
     if not isinstance(client, Store):
+        # Looked up statically: a proxy's __getattr__ is not asked (nor its errors raised).
+        absent = object()
+        missing = [
+            name
+            for name in _STORE_ATTRIBUTES
+            if inspect.getattr_static(client, name, absent) is absent
+        ]
+        if len(missing) < len(_STORE_ATTRIBUTES) // 2:  # a store, short of a few parts
+            raise LeaseConfigError(
+                f"{type(client).__name__} is not a complete lease store: it lacks "
+                f"{', '.join(missing)} (see aiolease.store.Store)"
+            )
         if getattr(getattr(client, "meta", None), "service_model", None) is not None:
             raise LeaseConfigError(
                 "a DynamoDB client needs the name of its lease table: "

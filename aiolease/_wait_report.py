@@ -55,6 +55,7 @@ class WaitReport:
                 engine.store.location,
                 error,
                 failing,
+                extra={"aiolease_event": "store_failed"},
             )
         if engine.events.listening:
             engine.events.emit("store_failed", self._key, error=error, duration=failing)

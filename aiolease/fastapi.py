@@ -155,10 +155,10 @@ async def _release(manager: LeaseManager, lease: Lease) -> None:
         return
     if not released:
         logger.warning(
-            "lease %r (fence %d) was no longer held when the request finished: %s",
+            "lease %r (fence %d) was no longer held when the request finished (%s)",
             lease.key,
             lease.fence,
-            lease.lost or "released elsewhere",
+            f"lost: {lease.lost.reason}" if lease.lost else "released elsewhere",
         )
 
 

@@ -27,7 +27,7 @@ async def main() -> dict[str, str]:
     async with local_dynamodb() as env:
 
         async def process(lease: Lease) -> None:
-            await anyio.sleep(random.uniform(0.01, 0.05))  # noqa: S311  (simulated work)
+            await anyio.sleep(random.uniform(0.01, 0.05))  # noqa: S311  (pretend work)
             lease.ensure_held()
             done_by[lease.key] = lease.owner
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 @asynccontextmanager
 async def open_store() -> AsyncIterator[tuple[DynamoDBClient, str]]:
-    """A DynamoDB client and the lease table's name: real DynamoDB or an embedded one."""
+    """A DynamoDB client and the lease table's name: real DynamoDB or embedded."""
     table = os.environ.get("AIOLEASE_TABLE")
     if table is None:
         async with local_dynamodb() as env:
@@ -50,7 +50,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open one client and run one manager for the app's lifetime."""
     async with open_store() as (client, table):
         manager = LeaseManager(client, table, default_ttl=30, poll_interval=0.2)
-        async with lease_manager_lifespan(app, manager):  # stored on app.state.lease_manager
+        async with lease_manager_lifespan(
+            app, manager
+        ):  # stored on app.state.lease_manager
             yield
 
 
@@ -60,7 +62,9 @@ app = FastAPI(title="aiolease example", lifespan=lifespan)
 @app.exception_handler(LeaseLostError)
 async def lease_lost(_request: Request, error: LeaseLostError) -> JSONResponse:
     """A route that finds its lease gone (ensure_held) stops and answers 503."""
-    return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse(
+        {"detail": str(error)}, status_code=503, headers={"Retry-After": "1"}
+    )
 
 
 # One regeneration per report across every instance of the app; others get 409.
@@ -77,7 +81,9 @@ async def regenerate(report_id: str, lease: ReportLease) -> dict[str, Any]:
 
 
 # A job that callers queue up for: wait up to 10 s for the lease, else 503.
-NightlyLease = Annotated[Lease, lease_dependency("nightly", timeout=10, status_code=503)]
+NightlyLease = Annotated[
+    Lease, lease_dependency("nightly", timeout=10, status_code=503)
+]
 
 
 @app.post("/nightly")

@@ -1,4 +1,4 @@
-"""ISR-style regeneration guard: one server regenerates a stale page, the others serve stale.
+"""ISR-style regeneration guard: one server regenerates a stale page, others serve it.
 
 Three "servers" (each its own LeaseManager, as on three hosts) get requests for the
 same stale page at once. `SingleFlight` lets exactly one of them regenerate it under a
@@ -39,12 +39,14 @@ class Cache:
         """Store `html` for `path`, unless a write under a newer fence is in force."""
         current = self.pages.get(path)
         if current is not None and fence < current.fence:
-            raise RuntimeError(f"stale write to {path} (fence {fence} < {current.fence})")
+            raise RuntimeError(
+                f"stale write to {path} (fence {fence} < {current.fence})"
+            )
         self.pages[path] = Page(html, fence)
 
 
 async def main() -> list[str]:
-    """Serve 3 x 4 concurrent requests for a stale page; return what each request did."""
+    """Serve 3 x 4 concurrent requests for a stale page; return what each one did."""
     cache = Cache()
     cache.put("/products", "<old>", fence=0)
     served: list[str] = []
@@ -64,7 +66,9 @@ async def main() -> list[str]:
             outcome = await flights[server].run("isr:/products", regenerate)
             match outcome:
                 case Regenerated(value=html, fence=fence):
-                    served.append(f"server-{server}: regenerated {html} (fence {fence})")
+                    served.append(
+                        f"server-{server}: regenerated {html} (fence {fence})"
+                    )
                 case Busy(owner=owner, retry_after=retry_after):
                     served.append(
                         f"server-{server}: served stale, {owner} is regenerating "

@@ -1,8 +1,8 @@
 """Leader election with failover: three candidates, one leader at a time.
 
-Each candidate runs `LeaderElection.run()`. The leader does its periodic work with the
-term's fence; when it goes away (here: its task is cancelled, as on shutdown) it releases
-the lease, and another candidate takes over with a higher fence.
+Each candidate runs `LeaderElection.run()`. The leader does its periodic work with
+the term's fence; when it goes away (here: its task is cancelled, as on shutdown) it
+releases the lease, and another candidate takes over with a higher fence.
 
 Run it with ``python examples/leader_election.py`` (needs ``aiolease[testing]``).
 """
@@ -17,7 +17,7 @@ from aiolease.testing import local_dynamodb
 
 
 async def main() -> list[tuple[str, int]]:
-    """Elect a leader, stop it, watch another take over; return the terms (owner, fence)."""
+    """Elect a leader, stop it, see another take over: return its terms."""
     terms: list[tuple[str, int]] = []
     changed = anyio.Event()
 

@@ -60,8 +60,12 @@ def bare(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.Complete
                 "e.g. http://127.0.0.1:8000"
             ),
         ),
+        (
+            {"AWS_REGION": "us east 1", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
+            "cannot make a DynamoDB client: ",
+        ),
     ],
-    ids=["no-region", "unknown-profile", "no-credentials", "endpoint-without-scheme"],
+    ids=["no-region", "unknown-profile", "no-credentials", "endpoint-without-scheme", "bad-region"],
 )
 def test_configuration_errors_are_one_line_of_advice_and_exit_78(
     env: dict[str, str], expected: str, tmp_path: Path, backend: Backend

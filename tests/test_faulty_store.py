@@ -105,6 +105,7 @@ async def test_a_resent_acquire_is_refused_and_shows_the_senders_own_token() -> 
     assert not outcome.applied
     assert outcome.record is not None
     assert (outcome.record.owner, outcome.record.token) == ("me", "me:1")
+    assert outcome.resent  # as a driver that re-sent it says
     assert inner.operations == 2
     assert faulty.calls[0].outcome == "resent:ok"
 

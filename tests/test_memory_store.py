@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import types
 from datetime import timedelta
 from typing import Any
 
@@ -239,3 +240,13 @@ async def test_a_stopped_manager_keeps_none_of_the_leases_it_released() -> None:
         released = await manager.acquire("released")
         await manager.release(released)
     assert not manager._heartbeats._tracked  # nothing held on to after the exit
+
+
+def test_a_store_short_of_a_part_is_told_what_it_lacks() -> None:
+    inner = MemoryStore()
+    parts = ["table", "capabilities", "check_options", "check_table", "create_table"]
+    parts += ["acquire", "refresh", "release", "break_lease", "revoke", "get", "list_page"]
+    # A store written before Store.location existed: everything else is there.
+    incomplete = types.SimpleNamespace(**{name: getattr(inner, name) for name in parts})
+    with pytest.raises(LeaseConfigError, match="is not a complete lease store: it lacks location"):
+        LeaseManager(incomplete)

@@ -12,8 +12,16 @@ from support import new_manager
 
 import aiolease._wait_report
 from aiolease import LeaseEvent, LeaseStoreError, LeaseTimeoutError
-from aiolease.store import Store
-from aiolease.testing import Fault, FaultContext, FaultyStore, Perform, latency, unavailable
+from aiolease.store import Outcome, Store
+from aiolease.testing import (
+    Fault,
+    FaultContext,
+    FaultyStore,
+    Perform,
+    denied,
+    latency,
+    unavailable,
+)
 
 
 def aiolease_records(
@@ -99,6 +107,36 @@ async def test_waiting_on_a_held_key_logs_the_holder_once_and_each_poll_at_debug
     assert len(told) == 1
     assert "may be taken over in" in told[0].getMessage()
     assert aiolease_records(caplog, logging.DEBUG, f"waiting for {key!r}")
+    await holder.release(lease)
+
+
+class WithoutTheRecord(Fault):
+    """Answer a refused write without its record, as some servers do (dynalite)."""
+
+    async def apply(self, perform: Perform, ctx: FaultContext) -> Any:  # noqa: ARG002
+        outcome = await perform()
+        return outcome if outcome.applied else Outcome(applied=False, record=None)
+
+
+async def test_a_refusal_whose_holder_cannot_be_read_is_a_store_failure(
+    store: Store, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder = new_manager(store, owner="holder")
+    lease = await holder.acquire(key, ttl=30)
+    events: list[LeaseEvent] = []
+    faulty = FaultyStore(store)
+    waiter = new_manager(faulty, hooks=[events.append], poll_interval=0.05)
+    await waiter.get(key)
+    faulty.plan("acquire", WithoutTheRecord(), times=None)
+    faulty.plan("get", denied(), times=None)  # the read-back fails, and cannot heal
+    caplog.set_level(logging.INFO, logger="aiolease")
+    with pytest.raises(LeaseTimeoutError):
+        await waiter.acquire(key, timeout=0.5)
+    failed = [e for e in events if e.kind == "store_failed"]
+    assert failed
+    assert all("access denied" in str(e.error) for e in failed)
+    assert (failed[-1].duration or 0.0) > 0  # one run of failures, not many
+    assert len(aiolease_records(caplog, logging.WARNING, "retrying, failing for")) == 1
     await holder.release(lease)
 
 

@@ -18,6 +18,7 @@ from botocore.exceptions import (
 )
 
 from aiolease._exceptions import LeaseConfigError, LeaseStoreError, TableNotFoundError
+from aiolease.dynamodb import _THROTTLING as THROTTLING_CODES
 
 from ._run import GaveUpError
 from ._settings import ConfigurationError, Settings
@@ -35,8 +36,7 @@ def explain(error: Exception, settings: Settings) -> tuple[str, int]:
     if isinstance(error, TableNotFoundError):
         return (
             f"the lease table {error.table!r} does not exist at {settings.where}: create it "
-            f"with `aiolease create-table --table {error.table}`, or check --table and "
-            "--region"
+            f"with `aiolease create-table {settings.flags}`, or check --table and --region"
         ), EXIT_CONFIG
     if isinstance(error, LeaseStoreError):
         message, code = _store_failure(error, settings)
@@ -66,6 +66,9 @@ def _store_failure(error: LeaseStoreError, settings: Settings) -> tuple[str, int
             "check --endpoint-url / AWS_ENDPOINT_URL"
         ), EXIT_CONFIG
     message = str(error)
+    code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+    if code in THROTTLING_CODES:
+        return f"{message}; retry later, or raise the table's capacity", EXIT_UNAVAILABLE
     if cause is not None and not isinstance(cause, ClientError):
         # The library's advice is for Python callers: say what failed, in the CLI's terms.
         message = f"{error.operation} failed: {type(cause).__name__}: {cause}"

@@ -115,7 +115,7 @@ def create_table(settings: Settings) -> None:
     (--no-wait or --timeout); {EXIT_LOST} when the lease was lost and the command stopped;
     {EXIT_USAGE} bad usage; {EXIT_CONFIG} configuration (credentials, region, table);
     {EXIT_UNAVAILABLE} DynamoDB unreachable (for --outage-timeout while waiting);
-    130 / 143 interrupted by SIGINT / SIGTERM while waiting.""",
+    130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP while waiting.""",
 )
 @click.argument("key", callback=_key)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)

@@ -49,16 +49,31 @@ class _Signals:
         self.wait: anyio.CancelScope | None = None  # cancelled by a signal while waiting
         self.process: Process | None = None  # the command, once started: signals go to it
         self.received: int | None = None  # the signal that ended the wait
+        self._pending: list[int] = []  # arrived after the grant, before the command
 
     async def watch(self, *, task_status: TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(*_HANDLED) as signals:
             task_status.started()
             async for signum in signals:
-                if self.process is not None:
-                    _signal_group(self.process, signum)
-                elif self.wait is not None and self.received is None:
-                    self.received = signum
-                    self.wait.cancel()
+                self.handle(signum)
+
+    def handle(self, signum: int) -> None:
+        """Forward `signum` to the command; before it runs, end the wait or keep it."""
+        if self.process is not None:
+            _signal_group(self.process, signum)
+        elif self.wait is not None:
+            if self.received is None:
+                self.received = signum
+                self.wait.cancel()
+        else:
+            self._pending.append(signum)
+
+    def started(self, process: Process) -> None:
+        """The command runs: signals go to it from now on, those that came early first."""
+        self.process = process
+        for signum in self._pending:
+            _signal_group(process, signum)
+        self._pending.clear()
 
 
 async def run_under_lease(
@@ -175,7 +190,7 @@ async def _supervise(
         stderr=None,
         env=env,
     )
-    signals.process = process  # from now on, signals are forwarded to it
+    signals.started(process)
     try:
         code = await process.wait()
         exited.append(code if code >= 0 else 128 - code)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import click
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from botocore.exceptions import NoRegionError, ProfileNotFound
+from botocore.exceptions import BotoCoreError, NoRegionError, ProfileNotFound
 
 from aiolease._manager import LeaseManager
 
@@ -81,13 +81,28 @@ class Settings:
                     "or configure one for the profile with `aws configure`"
                 ) from None
             except ValueError as error:
-                if "endpoint" not in str(error).lower():
-                    raise
+                if "endpoint" not in str(error).lower() or isinstance(error, BotoCoreError):
+                    raise ConfigurationError(
+                        f"cannot make a DynamoDB client: {error}; check --region, "
+                        "--endpoint-url and the AWS configuration files"
+                    ) from None
                 raise ConfigurationError(
                     f"--endpoint-url {self.endpoint_url!r} is not a URL: give the scheme, "
                     f"e.g. http://{self.endpoint_url}"
                 ) from None
+            except BotoCoreError as error:
+                raise ConfigurationError(
+                    f"cannot make a DynamoDB client: {error}; check --region, "
+                    "--endpoint-url and the AWS configuration files"
+                ) from None
             yield client
+
+    @property
+    def flags(self) -> str:
+        """The flags that point a command at the same table, as a user would type them."""
+        given = [("--table", self.table), ("--endpoint-url", self.endpoint_url)]
+        given.append(("--region", self.region))
+        return " ".join(f"{flag} {value}" for flag, value in given if value)
 
     @property
     def where(self) -> str:
@@ -99,16 +114,24 @@ class Settings:
     def configure_logging(self) -> None:
         """Show aiolease's own log lines on stderr with ``-v`` (INFO) or ``-vv`` (DEBUG).
 
-        Without ``-v`` they stay hidden: the CLI says what matters in its own words.
+        Without ``-v``, warnings and errors still show, except those the CLI tells in its
+        own words (a store failure while waiting, a lost lease): each is said once.
         """
         logger = logging.getLogger("aiolease")
-        if not self.verbose:
-            logger.addHandler(logging.NullHandler())
-            return
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("aiolease: %(levelname)s: %(message)s"))
+        if self.verbose:
+            logger.setLevel(logging.DEBUG if self.verbose > 1 else logging.INFO)
+        else:
+            handler.setLevel(logging.WARNING)
+            handler.addFilter(_not_told_by_the_cli)
         logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG if self.verbose > 1 else logging.INFO)
+        logger.propagate = False
+
+
+def _not_told_by_the_cli(record: logging.LogRecord) -> bool:
+    """Drop the log lines whose event the CLI reports itself."""
+    return getattr(record, "aiolease_event", None) not in {"store_failed", "lost"}
 
 
 _OPTIONS: dict[str, dict[str, Any]] = {

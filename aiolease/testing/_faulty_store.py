@@ -9,14 +9,17 @@ Like the client's faults, none fakes a refusal: that comes from the store itself
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from aiolease._exceptions import LeaseStoreError
+from aiolease.store import Outcome
 
 from ._fault_plans import Call, Fault, FaultContext, FaultPlan, Perform, Where, describe_error
 
 if TYPE_CHECKING:
-    from aiolease.store import Capability, DataUpdate, Now, Outcome, Page, Record, Store
+    from aiolease.store import Capability, DataUpdate, Now, Page, Record, Store
 
 __all__ = [
     "STORE_OPERATIONS",
@@ -107,13 +110,16 @@ class Resend(_StoreFault):
     name = "resend"
 
     async def apply(self, perform: Perform, ctx: FaultContext) -> Any:
-        await perform()
+        with contextlib.suppress(LeaseStoreError):  # a driver re-sends after a failure too
+            await perform()
         try:
             result = await perform()
         except Exception as exc:
             ctx.call.outcome = f"resent:{describe_error(exc)}"
             raise
         ctx.call.outcome = "resent:ok"
+        if isinstance(result, Outcome):
+            result = dataclasses.replace(result, resent=True)  # as the driver reports it
         return result
 
 

@@ -30,7 +30,9 @@ async def tour(manager: LeaseManager, other: LeaseManager) -> None:
     print(await manager.get("report:nightly"))  # LeaseInfo, or None when not held
 
     await other.acquire("job:42")  # a holder that has gone quiet
-    broken = await manager.break_lease("job:42")  # operator force-release; keeps the fence
+    broken = await manager.break_lease(
+        "job:42"
+    )  # operator force-release; keeps the fence
     print(f"broke the lease of {broken.owner if broken else None}")
     # --8<-- [end:api]
 

@@ -105,8 +105,11 @@ async def main() -> None:
             other = env.manager(owner="another-instance")
             async with other.lease("report:42"):
                 response = await client.post("/reports/42/regenerate")
-                retry_after = response.headers["Retry-After"]
-                print(f"while held elsewhere: {response.status_code}, Retry-After {retry_after}")
+                status, retry_after = (
+                    response.status_code,
+                    response.headers["Retry-After"],
+                )
+                print(f"while held elsewhere: {status}, Retry-After {retry_after}")
 
             async def break_soon() -> None:  # an operator breaks the export's lease
                 await anyio.sleep(0.2)

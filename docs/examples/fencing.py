@@ -24,7 +24,10 @@ async def write_report(client: "DynamoDBClient", lease: Lease, text: str) -> Non
         UpdateExpression="SET #body = :body, #fence = :fence",
         ConditionExpression="attribute_not_exists(#fence) OR #fence <= :fence",
         ExpressionAttributeNames={"#body": "body", "#fence": "fence"},
-        ExpressionAttributeValues={":body": {"S": text}, ":fence": {"N": str(lease.fence)}},
+        ExpressionAttributeValues={
+            ":body": {"S": text},
+            ":fence": {"N": str(lease.fence)},
+        },
     )  # ConditionalCheckFailedException: a newer holder exists; stop.
     # --8<-- [end:fenced-write]
 

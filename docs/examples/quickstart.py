@@ -18,15 +18,19 @@ async def write_report(fence: int) -> None:
 
 async def main() -> None:
     """Make sure the table exists, then write the report under its lease."""
-    session = get_session()
-    async with session.create_client("dynamodb", region_name="eu-west-1") as client:
+    session = get_session()  # region and credentials: the usual AWS configuration
+    async with session.create_client("dynamodb") as client:
         manager = LeaseManager(client, "leases")
-        await manager.create_table()  # idempotent; on-demand billing; enables TTL
+        created = await manager.create_table()  # idempotent; on-demand; enables TTL
+        state = "created" if created else "already there"
+        print(f"table 'leases' in {client.meta.region_name}: {state}")
 
         async with manager.lease("report:nightly", ttl=30) as lease:
             # Only one holder at a time runs this block. Pass the fence along with
             # every write so the resource can refuse a holder that has fallen behind.
             await write_report(fence=lease.fence)
+            print(f"wrote the report under lease {lease.key!r}, fence {lease.fence}")
+        print("released it: the next holder gets a higher fence")
 
 
 asyncio.run(main())

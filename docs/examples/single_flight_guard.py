@@ -70,7 +70,10 @@ async def main() -> None:
             # --8<-- [start:flight]
             SingleFlight(manager, ttl=30)  # one per process, shared by its requests
             # --8<-- [end:flight]
-            for manager in (env.manager(owner="server-1"), env.manager(owner="server-2"))
+            for manager in (
+                env.manager(owner="server-1"),
+                env.manager(owner="server-2"),
+            )
         ]
         async with anyio.create_task_group() as tg:
             for flight in flights:

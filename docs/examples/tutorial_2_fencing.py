@@ -14,7 +14,7 @@ from aiolease import LeaseHeldError, LeaseManager
 
 # --8<-- [start:resource]
 class Reports:
-    """The protected resource: it refuses a write whose fence is below one it has seen."""
+    """The protected resource: it refuses a write with a fence below one it has seen."""
 
     def __init__(self) -> None:
         self.highest_fence = 0
@@ -30,7 +30,7 @@ class Reports:
 
 
 async def main() -> None:
-    """Two workers, one key: the first stalls, the second takes over, the fence decides."""
+    """Two workers, one key: one stalls, the other takes over, the fence decides."""
     session = get_session()
     region = os.environ.get("AWS_REGION")
     table = os.environ.get("AIOLEASE_TABLE", "leases")
@@ -45,11 +45,12 @@ async def main() -> None:
         try:
             await b.acquire("tutorial:fenced", timeout=0)  # one try
         except LeaseHeldError as held:
-            print(f"worker-b: held by {held.owner}; takeover in {held.retry_after:.0f} s at most")
+            wait = f"{held.retry_after:.0f} s at most"
+            print(f"worker-b: held by {held.owner}; takeover in {wait}")
         # --8<-- [end:contention]
 
         # --8<-- [start:takeover]
-        # worker-a stalls: nothing refreshes its lease (no `async with a:`, no heartbeat).
+        # worker-a stalls: nothing refreshes its lease (no heartbeat runs).
         started = time.monotonic()
         fresh = await b.acquire("tutorial:fenced")  # waits until a takeover is safe
         waited = time.monotonic() - started

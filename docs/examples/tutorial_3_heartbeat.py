@@ -29,14 +29,16 @@ async def main() -> None:
         try:
             async with worker.lease("tutorial:heartbeat", ttl=2) as lease:
                 await asyncio.sleep(3)  # longer than the ttl
-                print(f"after 3 s: held {lease.held}, refreshed {events['refreshed']} times")
+                refreshed = events["refreshed"]
+                print(f"after 3 s: held {lease.held}, refreshed {refreshed} times")
 
                 await operator.break_lease("tutorial:heartbeat")
                 print("operator: lease broken")
                 await asyncio.sleep(10)  # cancelled at the next refresh
                 print("never printed")
         except LeaseLostError as lost:
-            print(f"worker-a: lost {lost.key} (reason: {lost.reason}); the body was cancelled")
+            why = f"reason: {lost.reason}"
+            print(f"worker-a: lost {lost.key} ({why}); the body was cancelled")
         # --8<-- [end:heartbeat]
 
 

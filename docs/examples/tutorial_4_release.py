@@ -20,7 +20,9 @@ async def main() -> None:
         manager = LeaseManager(client, table, owner="worker-a")
         # --8<-- [start:acquire]
         async with manager:  # heartbeats every lease taken with acquire()
-            lease = await manager.acquire("tutorial:job", ttl=10, data={"step": "started"})
+            lease = await manager.acquire(
+                "tutorial:job", ttl=10, data={"step": "started"}
+            )
             print(f"acquired {lease.key}: fence {lease.fence}, data {lease.data}")
 
             print(f"released: {await manager.release(lease, data={'step': 'done'})}")
@@ -28,7 +30,9 @@ async def main() -> None:
             print(f"held by anyone: {await manager.get('tutorial:job') is not None}")
 
             again = await manager.acquire("tutorial:job", ttl=10)
-            print(f"acquired again: fence +{again.fence - lease.fence}, data {again.data}")
+            print(
+                f"acquired again: fence +{again.fence - lease.fence}, data {again.data}"
+            )
         # Leaving `async with manager:` released it.
         print(f"after the block: {await manager.get('tutorial:job')}")
         # --8<-- [end:acquire]

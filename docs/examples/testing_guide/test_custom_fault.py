@@ -23,7 +23,9 @@ class DropThenInterfere(Fault):
         # --8<-- [end:fault]
 
 
-async def test_a_break_between_the_grant_and_its_answer(aiolease_dynamodb: LocalDynamoDB) -> None:
+async def test_a_break_between_the_grant_and_its_answer(
+    aiolease_dynamodb: LocalDynamoDB,
+) -> None:
     env = aiolease_dynamodb
     client = FaultyClient(env.client)
     operator = env.manager()
@@ -32,7 +34,9 @@ async def test_a_break_between_the_grant_and_its_answer(aiolease_dynamodb: Local
         await operator.break_lease("job:9")
 
     client.plan("update_item", DropThenInterfere(break_it))  # the acquire's write
-    manager = env.manager(client=client, default_ttl=2, poll_interval=0.05, backoff=0.05)
+    manager = env.manager(
+        client=client, default_ttl=2, poll_interval=0.05, backoff=0.05
+    )
     lease = await manager.acquire("job:9", timeout=2)
     assert lease.held
     assert client.calls_of("update_item")[0].outcome == "dropped:ok"

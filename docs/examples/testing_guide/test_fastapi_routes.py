@@ -1,6 +1,7 @@
 """A FastAPI app under test: lifespan, a guarded route, and a second holder."""
 
-# No `from __future__ import annotations`: FastAPI reads the route's annotations at runtime.
+# No `from __future__ import annotations`: FastAPI reads the route's annotations
+# at runtime.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager

@@ -94,7 +94,9 @@ async def test_job_survives_a_flaky_store(aiolease_dynamodb: LocalDynamoDB) -> N
     assert await run_job(aiolease_dynamodb.manager(client=client, **FAST), "job:7") > 0
 
 
-async def test_a_late_answer_still_leaves_time(aiolease_dynamodb: LocalDynamoDB) -> None:
+async def test_a_late_answer_still_leaves_time(
+    aiolease_dynamodb: LocalDynamoDB,
+) -> None:
     client = FaultyClient(aiolease_dynamodb.client)
     # --8<-- [start:latency]
     client.plan("update_item", latency(0.5, after=True))
@@ -103,7 +105,9 @@ async def test_a_late_answer_still_leaves_time(aiolease_dynamodb: LocalDynamoDB)
 
 
 # --8<-- [start:hang]
-async def test_body_is_cancelled_when_refreshes_hang(aiolease_dynamodb: LocalDynamoDB) -> None:
+async def test_body_is_cancelled_when_refreshes_hang(
+    aiolease_dynamodb: LocalDynamoDB,
+) -> None:
     client = FaultyClient(aiolease_dynamodb.client)
     manager = aiolease_dynamodb.manager(client=client, **FAST)
     with pytest.raises(LeaseLostError) as lost:
@@ -115,7 +119,9 @@ async def test_body_is_cancelled_when_refreshes_hang(aiolease_dynamodb: LocalDyn
 
 
 # --8<-- [start:proxy]
-async def test_job_with_sdk_retries_over_a_lossy_network(aiolease_dynamodb: LocalDynamoDB) -> None:
+async def test_job_with_sdk_retries_over_a_lossy_network(
+    aiolease_dynamodb: LocalDynamoDB,
+) -> None:
     env = aiolease_dynamodb
     retries = {"total_max_attempts": 3, "mode": "standard"}
     async with (
@@ -128,7 +134,9 @@ async def test_job_with_sdk_retries_over_a_lossy_network(aiolease_dynamodb: Loca
 
 
 # --8<-- [start:skew]
-async def test_skew_inside_the_bound_is_harmless(aiolease_dynamodb: LocalDynamoDB) -> None:
+async def test_skew_inside_the_bound_is_harmless(
+    aiolease_dynamodb: LocalDynamoDB,
+) -> None:
     env = aiolease_dynamodb
     holder = env.manager(default_ttl=2, max_clock_skew=1)
     ahead = env.manager(default_ttl=2, max_clock_skew=1, wall_clock=SkewedClock(0.9))

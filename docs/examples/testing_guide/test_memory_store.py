@@ -5,7 +5,13 @@ from typing import Any
 import pytest
 
 from aiolease import LeaseHeldError, LeaseManager, LeaseStoreError
-from aiolease.testing import FaultyStore, MemoryStore, Operation, lose_answer, unavailable
+from aiolease.testing import (
+    FaultyStore,
+    MemoryStore,
+    Operation,
+    lose_answer,
+    unavailable,
+)
 
 
 async def rebuild_report(manager: LeaseManager) -> str:
@@ -35,13 +41,18 @@ async def test_a_lost_answer_still_gives_the_lease() -> None:
         if operation.name == "acquire" and operation.applied == 1 and not lost:
             lost.append(operation)
             raise LeaseStoreError(  # ...and its answer is lost on the way back
-                "connection reset", operation="UpdateItem", transient=True, maybe_applied=True
+                "connection reset",
+                operation="UpdateItem",
+                transient=True,
+                maybe_applied=True,
             )
         return answer
 
     lost: list[Operation[Any]] = []
     manager = LeaseManager(MemoryStore(intercept=lose_the_first_answer), backoff=0.01)
-    async with manager.lease("report:nightly", timeout=5) as lease:  # retried until then
+    async with manager.lease(
+        "report:nightly", timeout=5
+    ) as lease:  # retried until then
         assert lease.held  # the retry was recognised as our own grant
     assert lost
     # --8<-- [end:intercept]
@@ -49,11 +60,17 @@ async def test_a_lost_answer_still_gives_the_lease() -> None:
 
 # --8<-- [start:faulty-store]
 async def test_the_report_survives_a_lost_answer_and_an_outage() -> None:
-    store = FaultyStore(MemoryStore())  # or FaultyStore(DynamoDBStore(client, "leases"))
+    store = FaultyStore(
+        MemoryStore()
+    )  # or FaultyStore(DynamoDBStore(client, "leases"))
     store.plan("acquire", lose_answer())  # applied, answer lost
-    store.plan("acquire", unavailable(), times=2)  # then two attempts fail before the store
+    store.plan(
+        "acquire", unavailable(), times=2
+    )  # then two attempts fail before the store
     manager = LeaseManager(store, backoff=0.01)
-    async with manager.lease("report:nightly", timeout=5) as lease:  # retried until then
+    async with manager.lease(
+        "report:nightly", timeout=5
+    ) as lease:  # retried until then
         assert lease.held
     assert [call.outcome for call in store.calls_of("acquire")] == [
         "dropped:ok",
