@@ -116,6 +116,25 @@ def tests_newer_pythons(session: nox.Session) -> None:
     )
 
 
+@nox.session(python=PYTHON, tags=["newer"])
+def testing_extra(session: nox.Session) -> None:
+    """Install aiolease[testing] alone into a fresh venv; run a user's tests with it.
+
+    Prints how many packages and megabytes the extra brings.
+    """
+    session.run("python", "-m", "pip", "install", "--quiet", ".[testing]")
+    report = (
+        "import importlib.metadata as m, pathlib, sysconfig; "
+        "site = pathlib.Path(sysconfig.get_paths()['purelib']); "
+        "names = {d.metadata['Name'] for d in m.distributions()} - {'pip', 'setuptools'}; "
+        "size = sum(p.stat().st_size for p in site.rglob('*') if p.is_file()); "
+        "print(f'aiolease[testing] installs {len(names)} packages, {size / 1e6:.0f} MB')"
+    )
+    session.run("python", "-c", report)
+    session.chdir("tests/user_project")
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
 @nox.session(python=PYTHON, tags=["main"])
 def tests_aioboto3(session: nox.Session) -> None:
     """Run the test suite with clients made by aioboto3 (which pins aiobotocore 2.x)."""

@@ -67,6 +67,9 @@ if TYPE_CHECKING:
 pytest_plugins = ["pytester", "aiolease.testing.pytest_plugin"]
 
 EMULATOR_BACKENDS: tuple[str, ...] = ("moto", "dynalite", "ddblocal")
+# A user's project, run by the nox session testing_extra with only aiolease[testing].
+collect_ignore = ["user_project"]
+
 REAL_BACKEND = "real"
 ALL_BACKENDS: tuple[str, ...] = (*EMULATOR_BACKENDS, REAL_BACKEND)
 LEASE_TABLE = "leases"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from aiolease.testing import (
     FaultyClient,
     LocalDynamoDB,
     LossyProxy,
+    ManagerOptions,
     SkewedClock,
     _emulator,
     drop_response,
@@ -49,6 +51,7 @@ PUBLIC_API = {
     "Interceptor",
     "LocalDynamoDB",
     "LossyProxy",
+    "ManagerOptions",
     "MemoryStore",
     "Operation",
     "Perform",
@@ -70,12 +73,13 @@ PUBLIC_API = {
 }
 
 # Short timings, so that losses happen within a second or two.
-FAST = {
-    "default_ttl": 1.5,
+TTL, RELEASE_TIMEOUT = 1.5, 0.5
+FAST: ManagerOptions = {
+    "default_ttl": TTL,
     "max_clock_skew": 0.2,
     "poll_interval": 0.05,
     "backoff": 0.05,
-    "release_timeout": 0.5,
+    "release_timeout": RELEASE_TIMEOUT,
 }
 
 
@@ -101,6 +105,24 @@ def _run_python(code: str) -> subprocess.CompletedProcess[str]:
 
 
 # --- the module ----------------------------------------------------------------------------
+
+
+def test_manager_options_are_the_managers_keyword_options() -> None:
+    implementation = inspect.signature(LeaseManager.__init__)
+    keywords = {
+        name
+        for name, parameter in implementation.parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    assert set(ManagerOptions.__annotations__) == keywords
+
+
+def test_a_misspelt_manager_option_is_refused_by_mypy_and_at_run_time() -> None:
+    no_client: Any = None
+    env = LocalDynamoDB(backend="moto", endpoint_url="http://x", client=no_client, table="t")
+    with pytest.raises(TypeError, match="default_tll"):
+        # mypy refuses it too: the ignore below would be reported as unused otherwise.
+        env.manager(default_tll=5)  # type: ignore[call-arg]
 
 
 def test_public_api() -> None:
@@ -492,7 +514,7 @@ async def test_the_body_is_cancelled_when_refreshes_hang(
             reached_the_end = True
     assert not reached_the_end
     assert lost.value.reason == "expired"
-    assert time.monotonic() - started < FAST["default_ttl"] + FAST["release_timeout"] + 1
+    assert time.monotonic() - started < TTL + RELEASE_TIMEOUT + 1
 
 
 async def test_a_lossy_proxy_in_front_of_the_emulator(aiolease_dynamodb: LocalDynamoDB) -> None:

@@ -36,6 +36,7 @@ from ._faults import (
 )
 from ._faulty_store import STORE_OPERATIONS, FaultyStore, denied, lose_answer, resend, unavailable
 from ._memory import Interceptor, MemoryStore, Operation, Semantics
+from ._options import ManagerOptions
 from ._proxy import LossyProxy, ProxyRule
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "Interceptor",
     "LocalDynamoDB",
     "LossyProxy",
+    "ManagerOptions",
     "MemoryStore",
     "Operation",
     "Perform",

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable
 
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from typing_extensions import Unpack
+
+    from ._options import ManagerOptions
 
 __all__ = [
     "DUMMY_ACCESS_KEY",
@@ -144,12 +147,15 @@ class LocalDynamoDB:
     table: str
     client_config: dict[str, Any] = field(default_factory=dict)
 
-    def manager(self, *, client: DynamoDBClient | None = None, **options: Any) -> LeaseManager:
+    def manager(
+        self, *, client: DynamoDBClient | None = None, **options: Unpack[ManagerOptions]
+    ) -> LeaseManager:
         """Return a :class:`~aiolease.LeaseManager` for the table.
 
         It uses :attr:`client`, or ``client`` if given (for instance a
         :class:`~aiolease.testing.FaultyClient` around :attr:`client`); ``options`` are
-        the manager's keyword options (``default_ttl=``, ``wall_clock=``, ...).
+        the manager's keyword options (``default_ttl=``, ``wall_clock=``, ...), typed
+        (`ManagerOptions`), so that a misspelt one is an error for mypy.
         """
         return LeaseManager(self.client if client is None else client, self.table, **options)
 

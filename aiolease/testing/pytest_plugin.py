@@ -11,9 +11,9 @@ Fixtures:
     conditional writes are atomic, with a client and a lease table ``leases``. Started
     once per test session, on the session's event loop.
 ``aiolease_manager_options`` (function)
-    The keyword options ``lease_manager`` passes to :class:`~aiolease.LeaseManager`;
-    empty by default. Override it in a ``conftest.py`` or a test module to set, for
-    example, ``default_ttl`` for your tests.
+    The keyword options ``lease_manager`` passes to :class:`~aiolease.LeaseManager`
+    (a :class:`~aiolease.testing.ManagerOptions`); empty by default. Override it in a
+    ``conftest.py`` or a test module to set, for example, ``default_ttl`` for your tests.
 ``lease_manager`` (function)
     A fresh :class:`~aiolease.LeaseManager` on that table. It is not entered: use
     ``async with lease_manager:`` in the test if you use ``acquire()`` with heartbeats.
@@ -26,7 +26,7 @@ whole session: give each test its own lease keys.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from aiolease import LeaseManager
+
+    from ._options import ManagerOptions
 
 __all__ = ["aiolease_dynamodb", "aiolease_manager_options", "lease_manager"]
 
@@ -49,7 +51,7 @@ async def aiolease_dynamodb() -> AsyncIterator[LocalDynamoDB]:
 
 
 @pytest.fixture
-def aiolease_manager_options() -> dict[str, Any]:
+def aiolease_manager_options() -> ManagerOptions:
     """Keyword options for the ``lease_manager`` fixture's LeaseManager (none)."""
     return {}
 
@@ -57,7 +59,7 @@ def aiolease_manager_options() -> dict[str, Any]:
 @pytest.fixture
 def lease_manager(
     aiolease_dynamodb: LocalDynamoDB,
-    aiolease_manager_options: dict[str, Any],
+    aiolease_manager_options: ManagerOptions,
 ) -> LeaseManager:
     """A LeaseManager on the ``aiolease_dynamodb`` table (not entered)."""
     return aiolease_dynamodb.manager(**aiolease_manager_options)
