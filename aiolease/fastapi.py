@@ -35,6 +35,8 @@ from typing import Any, Final
 
 try:
     from fastapi import Depends, FastAPI, HTTPException, Request
+    from fastapi.routing import APIRoute
+    from pydantic import BaseModel
 except ImportError as error:  # pragma: no cover - exercised with fastapi hidden
     raise ImportError(
         "aiolease.fastapi needs FastAPI 0.121 or newer: install 'aiolease[fastapi]'"
@@ -47,7 +49,14 @@ from ._manager import LeaseManager, check_manager
 from ._validation import MAX_KEY_BYTES, check_key, utf8_size
 from .store import UNSET
 
-__all__ = ["DEFAULT_STATE_NAME", "KeySource", "lease_dependency", "lease_manager_lifespan"]
+__all__ = [
+    "DEFAULT_STATE_NAME",
+    "KeySource",
+    "LeaseHeldBody",
+    "document_lease_responses",
+    "lease_dependency",
+    "lease_manager_lifespan",
+]
 
 logger = logging.getLogger("aiolease.fastapi")
 
@@ -63,6 +72,52 @@ _HTTP_ERROR_MIN: Final = 400
 _HTTP_ERROR_MAX: Final = 599
 
 
+class LeaseHeldBody(BaseModel):
+    """The body of the answer when a route's lease is held elsewhere."""
+
+    detail: str
+
+
+def document_lease_responses(app: FastAPI) -> None:
+    """Document the held-lease answer in the OpenAPI schema of `app`'s lease routes.
+
+    Each route that uses `lease_dependency` gets its status, body (`LeaseHeldBody`) and
+    ``Retry-After`` header. `lease_manager_lifespan` does this when the app starts; call
+    it yourself if you provide the manager otherwise, after the routes are added.
+    """
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        for status_code in _lease_statuses(route.dependant):
+            route.responses.setdefault(
+                status_code,
+                {
+                    # The schema inline: FastAPI reads a "model" only as the route is made.
+                    "content": {"application/json": {"schema": LeaseHeldBody.model_json_schema()}},
+                    "description": "The route's lease is held elsewhere: retry after "
+                    "the seconds in Retry-After.",
+                    "headers": {
+                        "Retry-After": {
+                            "description": "Seconds to wait before retrying.",
+                            "schema": {"type": "integer"},
+                        }
+                    },
+                },
+            )
+    app.openapi_schema = None  # built again, with them, when next asked for
+
+
+def _lease_statuses(dependant: Any) -> set[int]:
+    """The held-lease statuses of the lease dependencies under `dependant`."""
+    found: set[int] = set()
+    for sub in dependant.dependencies:
+        status = getattr(sub.call, "_aiolease_status", None)
+        if isinstance(status, int):
+            found.add(status)
+        found |= _lease_statuses(sub)
+    return found
+
+
 @asynccontextmanager
 async def lease_manager_lifespan(
     app: FastAPI, manager: LeaseManager, *, name: str = DEFAULT_STATE_NAME
@@ -71,9 +126,11 @@ async def lease_manager_lifespan(
 
     Use it inside the app's ``lifespan``, within the block that opens the DynamoDB client.
     While it runs, leases taken by `lease_dependency` are heartbeated by the manager; on
-    exit any lease still held is released and ``app.state.<name>`` is removed.
+    exit any lease still held is released and ``app.state.<name>`` is removed. It also
+    puts the held-lease answer into the app's OpenAPI schema (`document_lease_responses`).
     """
     check_manager(manager)
+    document_lease_responses(app)
     async with manager:
         setattr(app.state, name, manager)
         try:
@@ -105,7 +162,10 @@ def lease_dependency(
     - `timeout`: 0 (the default) tries once; a number of seconds waits up to that long;
       None waits until the key is free.
     - `status_code`: the answer when the key stays held (409; 423 or 503 also fit), with
-      ``Retry-After`` set to the seconds until a takeover could be possible, rounded up.
+      ``Retry-After`` set to when a retry is worth it: the manager's ``poll_interval``
+      (at least 1 s), or sooner if a takeover could be possible sooner, rounded up. A
+      holder usually finishes long before its lease could be taken over, so clients
+      that wait the worst case (the ttl) would wait for nothing.
     - `data`: JSON data stored with the lease, or a function of the `Request` returning it.
     - `manager`: the `LeaseManager`, a function of the `Request` returning it, or the name
       of the attribute of ``request.state`` or ``app.state`` holding it (default
@@ -133,10 +193,14 @@ def lease_dependency(
         try:
             lease = await running.acquire(lease_key, ttl=ttl_seconds, timeout=limit, data=payload)
         except LeaseHeldError as held:
-            retry_after = max(0, math.ceil(held.retry_after))
+            takeover = max(0, math.ceil(held.retry_after))
+            retry_after = min(takeover, max(1, math.ceil(running.poll_interval)))
             raise HTTPException(
                 status_code,
-                detail=f"lease {lease_key!r} is held elsewhere; retry after {retry_after} s",
+                detail=(
+                    f"lease {lease_key!r} is held elsewhere; retry after {retry_after} s "
+                    f"(a takeover could take up to {takeover} s)"
+                ),
                 headers={"Retry-After": str(retry_after)},
             ) from held
         try:
@@ -144,6 +208,7 @@ def lease_dependency(
         finally:
             await _release(running, lease)
 
+    hold_lease._aiolease_status = status_code  # type: ignore[attr-defined]  # for the schema
     return Depends(hold_lease, scope="function")
 
 

@@ -206,6 +206,52 @@ async def test_a_held_key_answers_409_with_retry_after(manager: LeaseManager, ke
 
 
 @pytest.mark.backends("ddblocal")
+async def test_retry_after_is_the_poll_interval_not_the_worst_case_takeover(
+    store: Store, key: str
+) -> None:
+    holder = new_manager(store, owner="holder")
+    manager = new_manager(store, poll_interval=2.0)
+    app = make_app(manager)
+
+    @app.post("/hold")
+    async def hold(_: Annotated[Lease, lease_dependency(key, ttl=30)]) -> None:
+        raise AssertionError("the key is held elsewhere")
+
+    async with serve(app) as client, holder.lease(key, ttl=30):
+        busy = await client.post("/hold")
+    assert busy.status_code == 409
+    assert busy.headers["Retry-After"] == "2"  # not 30: holders usually finish sooner
+    assert "retry after 2 s (a takeover could take up to " in busy.json()["detail"]
+
+
+async def test_the_held_answer_is_in_the_openapi_schema_of_lease_routes(
+    manager: LeaseManager, key: str
+) -> None:
+    app = make_app(manager)
+
+    @app.post("/conflict")
+    async def conflict(_: Annotated[Lease, lease_dependency(key)]) -> None: ...
+
+    @app.post("/locked")
+    async def locked(_: Annotated[Lease, lease_dependency(key, status_code=423)]) -> None: ...
+
+    @app.get("/plain")
+    async def plain() -> None: ...
+
+    async with serve(app) as client:
+        schema = (await client.get("/openapi.json")).json()
+    paths = schema["paths"]
+    held = paths["/conflict"]["post"]["responses"]["409"]
+    body = held["content"]["application/json"]["schema"]
+    assert body["title"] == "LeaseHeldBody"
+    assert body["properties"]["detail"]["type"] == "string"
+    assert body["required"] == ["detail"]
+    assert held["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+    assert "423" in paths["/locked"]["post"]["responses"]
+    assert "409" not in paths["/locked"]["post"]["responses"]
+    assert set(paths["/plain"]["get"]["responses"]) == {"200"}
+
+
 async def test_concurrent_requests_for_one_key_admit_exactly_one(
     manager: LeaseManager, key: str
 ) -> None:
