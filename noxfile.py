@@ -6,7 +6,9 @@ import json
 import os
 import shutil
 import sys
+import tarfile
 import tomllib
+import zipfile
 from pathlib import Path
 
 import nox
@@ -133,6 +135,28 @@ def testing_extra(session: nox.Session) -> None:
     session.run("python", "-c", report)
     session.chdir("tests/user_project")
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["newer"])
+def packaging(session: nox.Session) -> None:
+    """Build the sdist and wheel; check the sdist holds the repository, the wheel the package."""
+    session.install("build")
+    out = Path(session.create_tmp()) / "dist"
+    session.run("python", "-m", "build", "--outdir", str(out), silent=True)
+    tracked = session.run("git", "ls-files", silent=True, external=True)
+    expected = {p for p in str(tracked).splitlines() if not p.startswith((".ci/", ".git"))}
+    (sdist,) = out.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    if missing := sorted(expected - names):
+        session.error(f"the sdist lacks {len(missing)} files of the repository: {missing}")
+    (wheel,) = out.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packaged = set(archive.namelist())
+    wanted = {p for p in expected if p.startswith("aiolease/")}
+    if missing := sorted(wanted - packaged):
+        session.error(f"the wheel lacks {missing}")
+    session.log(f"{sdist.name}: {len(names)} files; {wheel.name}: {len(packaged)} files")
 
 
 @nox.session(python=PYTHON, tags=["main"])

@@ -28,6 +28,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+try:
+    import opentelemetry  # noqa: F401  (an optional dependency: fail on import, with the fix)
+except ImportError as error:
+    raise ImportError(
+        "aiolease.opentelemetry needs OpenTelemetry's API: install 'aiolease[opentelemetry]'"
+    ) from error
+
 from ._events import LeaseEvent
 from ._version import __version__
 
@@ -54,7 +61,6 @@ def metrics_hook(
     Without a `meter`, one is taken from the global meter provider, so nothing is
     exported until the application configures OpenTelemetry.
     """
-    _require_api()
     from opentelemetry import metrics  # noqa: PLC0415  (an optional dependency)
 
     meter = meter or metrics.get_meter("aiolease", __version__)
@@ -91,7 +97,6 @@ def tracing_hook(tracer: Tracer | None = None) -> Callable[[LeaseEvent], None]:
     exported until the application configures OpenTelemetry. A lease's span stays open
     while it is held; the hook keeps one entry per held lease.
     """
-    _require_api()
     return _Spans(tracer).record
 
 
@@ -174,13 +179,3 @@ def _span_attributes(event: LeaseEvent) -> dict[str, str | int]:
     if event.fence is not None:
         found["aiolease.fence"] = event.fence
     return found
-
-
-def _require_api() -> None:
-    try:
-        import opentelemetry  # noqa: F401, PLC0415  (an optional dependency)
-    except ImportError as error:
-        raise ImportError(
-            "aiolease.opentelemetry needs the opentelemetry-api package: "
-            "pip install opentelemetry-api"
-        ) from error

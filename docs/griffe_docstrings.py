@@ -24,10 +24,18 @@ def markdown(text: str) -> str:
     return _LITERAL.sub(r"\1:", text)
 
 
+#: Internal sentinels shown as what they mean, not by their names.
+_DEFAULTS = {"UNSET": "unchanged"}
+
+
 class ReSTToMarkdown(Extension):
-    """Rewrite each object's docstring as it is loaded."""
+    """Rewrite each object's docstring as it is loaded; show sentinel defaults plainly."""
 
     def on_object(self, *, obj: Object, **_kwargs: Any) -> None:
-        """Rewrite the docstring of `obj`, if it has one."""
+        """Rewrite the docstring of `obj`, if it has one, and its sentinel defaults."""
         if obj.docstring is not None:
             obj.docstring.value = markdown(obj.docstring.value)
+        for parameter in getattr(obj, "parameters", ()):
+            shown = _DEFAULTS.get(str(parameter.default))
+            if shown is not None:
+                parameter.default = shown

@@ -5,12 +5,16 @@ a JSON schema checks the IAM policies. All of them must agree with the table tha
 ``LeaseManager.create_table()`` (and so ``aiolease create-table``) makes: the key
 attribute, its type, the TTL attribute, on-demand billing, and the lease user's actions.
 
-Run by ``nox -s docs``, which installs the docs group; the tests sessions skip this file.
+Also the built site's API reference: the manager first, signatures wrapped, sentinel
+defaults shown by what they mean. Run by ``nox -s docs``, which installs the docs group
+and builds the site first; the tests sessions skip this file.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 from typing import Any, cast
 
@@ -248,3 +252,31 @@ def test_the_schema_refuses_a_broken_policy() -> None:
     document["Statement"][0]["Effect"] = "Permit"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(document, IAM_POLICY_SCHEMA)
+
+
+# -- the built site (nox -s docs builds it into build/site first) --------------------------
+
+SITE = ROOT / "build" / "site"
+
+
+def reference_text(page: str) -> str:
+    built = SITE / "reference" / page / "index.html"
+    assert built.is_file(), f"{built} is missing: build the site with nox -s docs"
+    text = re.sub(r"<[^>]+>", "", built.read_text())
+    return html.unescape(text)
+
+
+def test_the_api_reference_starts_with_the_manager_and_wraps_its_signatures() -> None:
+    text = reference_text("aiolease")
+    first = [text.find(f"\n{name}(") for name in ("LeaseManager", "LeaseInfo")]
+    assert 0 <= first[0] < first[1], "LeaseManager comes first on its page"
+    # Signatures are formatted one parameter per line, within the column.
+    signature = text[first[0] : text.index(")", text.index("hooks:", first[0]))]
+    assert "\n    client: DynamoDBClient,\n" in signature
+    assert max(len(line) for line in signature.splitlines()) <= 80
+
+
+def test_the_internal_unset_default_reads_as_unchanged() -> None:
+    text = reference_text("aiolease")
+    assert "data: Any = unchanged" in text
+    assert "= UNSET" not in text

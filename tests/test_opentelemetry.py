@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -162,3 +164,12 @@ async def test_an_acquire_that_gives_up_is_an_error_span(store: Store, key: str)
     start, end = seconds(span)
     assert end - start >= 0.2
     provider.shutdown()
+
+
+def test_importing_without_opentelemetry_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delitem(sys.modules, "aiolease.opentelemetry")
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    with pytest.raises(ImportError, match=r"install 'aiolease\[opentelemetry\]'"):
+        importlib.import_module("aiolease.opentelemetry")
