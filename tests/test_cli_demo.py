@@ -370,3 +370,39 @@ def test_demo_and_local_say_how_to_install_moto(tmp_path: Path) -> None:
         result = aiolease(command, env=env)
         assert result.returncode == code, result.stderr
         assert "pip install 'aiolease[cli,testing]'" in result.stderr
+
+
+def test_the_live_view_fits_an_80_by_24_terminal_with_its_landmarks() -> None:
+    from rich.console import Console  # noqa: PLC0415  (the cli extra)
+
+    from aiolease.cli._demo import DemoOptions, _Crash, _Demo, _Grant, _view  # noqa: PLC0415
+
+    def no_manager(_: str) -> Any:
+        raise AssertionError("the view makes no requests")
+
+    demo = _Demo(DemoOptions(workers=5, keys=3, ttl=2.0, duration=15.0), no_manager, print)
+    demo.started = time.monotonic() - 9.0
+    fence = 1_733_312_400_123_604
+    demo.events = [
+        (0.1 * i, f"worker-{i % 5 + 1} got key-{i % 3}, fence …{i:03d}") for i in range(5)
+    ]
+    demo.events.append((4.6, "worker-2 CRASHED holding key-1 (fence …604): no heartbeat"))
+    demo.events += [(5.0 + 0.1 * i, f"worker-3 got key-0, fence …{i:03d}") for i in range(20)]
+    demo.events.append((6.9, "worker-4 took key-1 over from crashed worker-2 after 2.31 s"))
+    demo.events.append((7.1, "a late write of crashed worker-2 with fence …604: rejected"))
+    demo.events += [(7.5 + 0.1 * i, f"worker-5 got key-2, fence …{i:03d}") for i in range(20)]
+    first, crashed = demo.keys[0], demo.keys[1]
+    demo.holders[first] = _Grant(key=first, worker="worker-3", fence=fence + 1, start=8.0)
+    demo.holders[crashed] = _Grant(crashed, "worker-2", fence, start=4.3, crashed=True)
+    demo.crash = _Crash("worker-2", crashed, fence, at=4.6, deadline=6.2)
+    console = Console(width=80, height=24, record=True, force_terminal=True, color_system=None)
+    console.print(_view(demo, 24))
+    lines = console.export_text().splitlines()
+    assert len(lines) <= 24
+    assert all(len(line) <= 80 for line in lines)
+    shown = "\n".join(lines)
+    assert "CRASHED holding key-1" in shown
+    assert "over from crashed worker-2" in shown
+    assert "late write" in shown
+    assert "…605" in shown  # fences by their last digits: the +1 steps show
+    assert str(fence) not in shown

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import anyio
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -54,7 +55,7 @@ COOLDOWN: Final = (0.2, 0.8)  # seconds a worker leaves the key it released to o
 WRITE_EVERY: Final = 0.15  # seconds between a holder's writes to the resource
 CRASH_AT: Final = 0.3  # fraction of the run after which one worker crashes
 RESTART_AFTER: Final = 1.0  # seconds after the late write before the crashed worker restarts
-EVENTS_SHOWN: Final = 10
+SHORT_FENCE: Final = 10_000  # fences from here on are shown by their last digits
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,8 @@ class _Demo:
                     grant.writes += 1
                 else:
                     self.event(
-                        f"the resource rejected a write of {worker.name} (fence {lease.fence})"
+                        f"the resource rejected a write of {worker.name} "
+                        f"(fence {short_fence(lease.fence)})"
                     )
                 if time.monotonic() + WRITE_EVERY > until:
                     break
@@ -270,12 +272,12 @@ class _Demo:
             self.event(
                 f"{worker.name} took {lease.key} over from crashed {crash.worker} after "
                 f"{crash.failover:.2f} s ({verdict} the bound {self.options.bound:.2f} s), "
-                f"fence {lease.fence}"
+                f"fence {short_fence(lease.fence)}"
             )
             self.failed_over.set()
         else:
             after = "" if previous is None else f" (previous holder {previous.worker})"
-            self.event(f"{worker.name} got {lease.key}, fence {lease.fence}{after}")
+            self.event(f"{worker.name} got {lease.key}, fence {short_fence(lease.fence)}{after}")
         return grant
 
     async def crash_on(self, worker: _Worker) -> bool:
@@ -301,8 +303,8 @@ class _Demo:
             worker.state = "crashed"
             lapses_in = self.options.ttl - (self.now() - grant.start)
             self.event(
-                f"{worker.name} CRASHED holding {key} (fence {lease.fence}): no heartbeat, "
-                f"no release; its lease lapses in {lapses_in:.2f} s"
+                f"{worker.name} CRASHED holding {key} (fence {short_fence(lease.fence)}): "
+                f"no heartbeat, no release; its lease lapses in {lapses_in:.2f} s"
             )
             return True
         return False
@@ -319,8 +321,9 @@ class _Demo:
         crash.late_write_rejected = not self.resource.write(crash.key, crash.fence)
         outcome = "rejected" if crash.late_write_rejected else "ACCEPTED"
         self.event(
-            f"a late write of crashed {worker.name} with fence {crash.fence} reached the "
-            f"resource: {outcome} (it has seen fence {self.resource.highest[crash.key]})"
+            f"a late write of crashed {worker.name} with fence {short_fence(crash.fence)} "
+            f"reached the resource: {outcome} (it has seen fence "
+            f"{short_fence(self.resource.highest[crash.key])})"
         )
         await anyio.sleep(RESTART_AFTER)
         self.event(f"{worker.name} restarted")
@@ -454,77 +457,91 @@ async def _run(
             await demo.run()
         else:
             # Rendered from the event loop (not Live's thread), where the state changes.
-            with Live(_view(demo), console=console, auto_refresh=False) as live:
+            def view() -> RenderableType:
+                return _view(demo, console.height)
+
+            with Live(view(), console=console, auto_refresh=False) as live:
                 async with anyio.create_task_group() as tg:
 
                     async def refresh() -> None:
                         while True:
-                            live.update(_view(demo), refresh=True)
+                            live.update(view(), refresh=True)
                             await anyio.sleep(0.1)
 
                     tg.start_soon(refresh)
                     await demo.run()
                     tg.cancel_scope.cancel()
-                live.update(_view(demo), refresh=True)
+                live.update(view(), refresh=True)
         return demo.summary()
 
 
-def _view(demo: _Demo) -> RenderableType:
+def short_fence(fence: int) -> str:
+    """A fence by its last digits (…604), so that its +1 steps show.
+
+    A first grant seeds the fence from the clock in microseconds: sixteen digits.
+    """
+    return str(fence) if fence < SHORT_FENCE else f"…{fence % 1000:03d}"
+
+
+def _is_landmark(text: str) -> bool:
+    """The events the demo is about: the crash, the takeover, the late write."""
+    return "CRASHED" in text or "over from crashed" in text or "late write" in text
+
+
+def _events_shown(events: list[tuple[float, str]], room: int) -> list[tuple[float, str]]:
+    """The latest `room` events, the landmarks always among them, in time order."""
+    landmarks = [e for e in events if _is_landmark(e[1])][-room:]
+    others = [e for e in events if not _is_landmark(e[1])]
+    latest = others[-(room - len(landmarks)) :] if room > len(landmarks) else []
+    return sorted(landmarks + latest)
+
+
+def _view(demo: _Demo, height: int = 24) -> RenderableType:
+    """The live view, fitting `height` lines of 80 columns or more."""
     options = demo.options
     now = demo.now()
     title = Text.assemble(
         ("aiolease demo", "bold"),
-        f"  {options.workers} workers, {options.keys} keys, DynamoDB in this process  "
-        f"ttl {options.ttl:g} s, skew {MAX_CLOCK_SKEW:g} s, poll {POLL_INTERVAL:g} s  ",
-        (f"{min(now, options.duration):4.1f} / {options.duration:g} s", "cyan"),
+        f"  {options.workers} workers, {options.keys} keys  ttl {options.ttl:g} s, "
+        f"skew {MAX_CLOCK_SKEW:g} s, poll {POLL_INTERVAL:g} s  ",
+        (f"{min(now, options.duration):4.1f}/{options.duration:g} s", "cyan"),
     )
-    keys = Table("key", "holder", "fence", "held for", "grants", title="keys", title_justify="left")
+    compact: dict[str, Any] = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False}
+    keys = Table("key", "holder", "fence", "held", "n", **compact)
     for key in demo.keys:
         grant = demo.holders[key]
         count = str(sum(1 for g in demo.grants if g.key == key))
         if grant is None:
             keys.add_row(key, Text("free", style="dim"), "", "", count)
         elif grant.crashed:
-            crash = demo.crash
-            lapse = ""
-            if crash is not None:
-                left = options.ttl - (now - grant.start)
-                lapse = (
-                    f"lapses in {left:.1f} s"
-                    if left > 0
-                    else f"lapsed {-left:.1f} s ago; takeover after +{MAX_CLOCK_SKEW:g} s skew"
-                )
-            keys.add_row(
-                key,
-                Text(f"{grant.worker} (crashed)", style="bold red"),
-                str(grant.fence),
-                Text(lapse, style="red"),
-                count,
-            )
+            left = options.ttl - (now - grant.start)
+            lapse = f"lapses {left:.1f} s" if left > 0 else f"+{MAX_CLOCK_SKEW:g} s skew"
+            holder = Text(f"{grant.worker} ✗", style="bold red")
+            keys.add_row(key, holder, short_fence(grant.fence), Text(lapse, style="red"), count)
         else:
-            keys.add_row(
-                key,
-                Text(grant.worker, style="green"),
-                str(grant.fence),
-                f"{now - grant.start:.1f} s",
-                count,
-            )
-    workers = Table("worker", "state", "grants", title="workers", title_justify="left")
+            holder = Text(grant.worker, style="green")
+            keys.add_row(key, holder, short_fence(grant.fence), f"{now - grant.start:.1f} s", count)
+    workers = Table("worker", "state", "n", **compact)
     for worker in demo.workers:
         style = "bold red" if worker.state == "crashed" else ""
         workers.add_row(worker.name, Text(worker.state, style=style), str(worker.grants))
-    events = Text()
-    for at, text in demo.events[-EVENTS_SHOWN:]:
+    tables = Table.grid(padding=(0, 3))
+    tables.add_row(keys, workers)
+    # The title, the tables (header, rule, rows), the crash line, the events' heading.
+    used = 1 + 2 + max(len(demo.keys), len(demo.workers)) + 1 + 1
+    lines = []
+    for at, text in _events_shown(demo.events, max(3, height - used)):
         style = "bold red" if "CRASHED" in text else "yellow" if "crashed" in text else ""
-        events.append(f"{at:6.2f} s  ", style="dim")
-        events.append(text + "\n", style=style)
-    return Group(title, keys, _crash_line(demo), workers, Text("events", style="italic"), events)
+        lines.append(Text.assemble((f"{at:5.1f} s ", "dim"), (text, style)))
+    events = Text("\n", no_wrap=True, overflow="ellipsis").join(lines)
+    return Group(title, tables, _crash_line(demo), Text("events", style="italic"), events)
 
 
 def _crash_line(demo: _Demo) -> Text:
     crash = demo.crash
     if crash is None:
-        return Text(f"{demo.crasher} will crash at {CRASH_AT * demo.options.duration:.1f} s")
+        after = CRASH_AT * demo.options.duration
+        return Text(f"{demo.crasher} will crash holding its next key after {after:.1f} s")
     line = Text(f"{crash.worker} crashed on {crash.key} at {crash.at:.2f} s; ", style="red")
     if crash.failover is None:
         line.append(f"waiting for a takeover ({demo.now() - crash.at:.1f} s so far)")
