@@ -14,7 +14,7 @@ or applied with no answer ever (see `WRITE_FATES`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -61,9 +61,12 @@ class Choices:
         self.max_faults = max_faults
         self.made: list[Choice] = []
         self.faults = 0
+        self.observer: Callable[[], object] | None = None  # told of every choice point
 
     def choose(self, label: str, options: Sequence[str]) -> int:
         """Pick one of `options` at this point; the choice is recorded."""
+        if self.observer is not None:
+            self.observer()
         offered = tuple(options) if self.faults < self.max_faults else tuple(options[:1])
         index = len(self.made)
         picked = self.prefix[index] if index < len(self.prefix) else 0
