@@ -15,7 +15,11 @@ from collections.abc import Awaitable, Callable
 import anyio
 import pytest
 from model import Report, World, explore, run_once
+from mutants import mutant
 
+import aiolease._acquiring
+import aiolease._refreshing
+import aiolease.testing._memory
 from aiolease.store import Now
 from aiolease.testing import MemoryStore
 from aiolease.testing._choices import Choices, DivergedError
@@ -169,3 +173,83 @@ def test_the_search_finds_the_wall_clock_rule_without_its_skew_bound() -> None:
     violation, schedule = report.violations[0]
     assert violation.property == "mutual exclusion"
     assert schedule  # the run's faults, as a readable timeline
+
+
+# -- the version rule: the only way in when the waiter's clock is far behind --------------
+
+
+def version_rule(world: World) -> Callable[[], Awaitable[None]]:
+    """The handover, with B's wall clock an hour behind: only the version rule lets B in."""
+    return handover(world, offset=-3600.0)
+
+
+def test_every_schedule_of_a_takeover_by_the_version_rule_is_safe() -> None:
+    report = explore(version_rule, max_faults=2, late=TTL + 0.5, options=OPTIONS)
+    assert not report.violations, explained(report)
+    assert report.schedules > 1000
+
+
+@pytest.mark.parametrize(
+    ("module", "old", "new"),
+    [
+        pytest.param(
+            aiolease._acquiring,
+            "state.watch.observe(found, now)",
+            "state.watch.observe(found, read_at)",
+            id="version-rule-timed-from-the-send",
+        ),
+        pytest.param(
+            aiolease._refreshing,
+            "    version = engine.new_token()",
+            "    version = lease.token",
+            id="refresh-reuses-its-version",
+        ),
+    ],
+)
+def test_the_search_finds_a_broken_version_rule(module: object, old: str, new: str) -> None:
+    with mutant(module, old, new):  # type: ignore[arg-type]
+        report = explore(
+            version_rule, max_faults=2, late=TTL + 0.5, options=OPTIONS, stop_at_first=True
+        )
+    assert report.violations, f"the mutant survived {report.schedules} schedules"
+    assert report.violations[0][0].property == "mutual exclusion"
+
+
+# -- three hosts: a late release must not free the next holder's lease ---------------------
+
+
+def cycle(world: World) -> Callable[[], Awaitable[None]]:
+    """A holds briefly and lets go; B and C wait for the key in turn."""
+    hosts = {name: world.host(name) for name in "ABC"}
+
+    async def work() -> None:
+        async with anyio.create_task_group() as tg:
+            for name, start, hold in (("A", 0.0, 0.5), ("B", 0.2, 2.0), ("C", 0.4, 0.5)):
+
+                async def run(name: str = name, start: float = start, hold: float = hold) -> None:
+                    await anyio.sleep(start)
+                    await world.hold(name, hosts[name], KEY, ttl=TTL, hold=hold, timeout=5 * TTL)
+
+                tg.start_soon(run)
+
+    return work
+
+
+def test_every_schedule_of_three_hosts_in_turn_is_safe() -> None:
+    report = explore(cycle, max_faults=1, late=TTL + 0.5, options=OPTIONS)
+    assert not report.violations, explained(report)
+
+
+def test_the_search_finds_a_release_without_its_token_condition() -> None:
+    release_condition = (
+        "            if item is None or item.token != token:\n"
+        "                return Outcome(applied=False, record=self._maybe_record(item, now))\n"
+        "            if isinstance(data, _Restore):"
+    )
+    with mutant(
+        aiolease.testing._memory,
+        release_condition,
+        release_condition.replace("item is None or item.token != token", "item is None"),
+    ):
+        report = explore(cycle, max_faults=1, late=TTL + 0.5, options=OPTIONS, stop_at_first=True)
+    assert report.violations, f"the mutant survived {report.schedules} schedules"

@@ -8,29 +8,52 @@ finite: once `max_faults` choices other than the first were made, every point ha
 option left.
 
 `store_choices(store, choices, host)` makes every operation of a host on `store` a
-choice point: answered at once, its answer lost, refused before applying, applied late,
-or applied with no answer ever (see `WRITE_FATES`).
+choice point: answered at once, its answer lost, refused before applying, applied soon
+or late, applied twice, or applied with no answer ever (see `WRITE_FATES`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 import anyio
+from anyio.abc import TaskGroup
 
 from aiolease._exceptions import LeaseStoreError
-from aiolease.store import Store
+from aiolease.store import Outcome, Store
 
 from ._fault_plans import Fault, FaultContext, Perform, Where
 from ._faulty_store import FaultyStore
 from ._virtual_time import START
 
-__all__ = ["READ_FATES", "WRITE_FATES", "Choice", "Choices", "DivergedError", "store_choices"]
+__all__ = [
+    "READ_FATES",
+    "WRITE_FATES",
+    "Choice",
+    "Choices",
+    "DivergedError",
+    "Network",
+    "store_choices",
+]
 
-#: What may become of a write, in the order tried: the first is "no fault".
-WRITE_FATES: Final = ("answered", "answer lost", "refused", "applied late", "no answer")
+#: Where delayed operations are delivered: a function returning a running task group.
+Network = Callable[[], TaskGroup]
+
+#: What may become of a write, in the order tried: the first is "no fault". "applied
+#: soon" answers after a short delay (`soon`), "applied late" after the sender's deadline
+#: (`late`); "applied twice" is a driver's re-send, answered by the second application.
+WRITE_FATES: Final = (
+    "answered",
+    "answer lost",
+    "refused",
+    "applied soon",
+    "applied late",
+    "applied twice",
+    "no answer",
+)
 #: What may become of a read (a refusal; a read that applies nothing cannot be lost).
 READ_FATES: Final = ("answered", "refused")
 _WRITES: Final = frozenset({"acquire", "refresh", "release", "break_lease", "revoke"})
@@ -102,10 +125,14 @@ class _Chosen(Fault):
     name = "chosen"
     acts_on: ClassVar[frozenset[Where]] = frozenset({"store"})
 
-    def __init__(self, choices: Choices, host: str, late: float) -> None:
+    def __init__(
+        self, choices: Choices, host: str, *, soon: float, late: float, network: Network | None
+    ) -> None:
         self.choices = choices
         self.host = host
+        self.soon = soon
         self.late = late
+        self.network = network
 
     async def apply(self, perform: Perform, ctx: FaultContext) -> Any:
         write = ctx.operation in _WRITES
@@ -119,14 +146,43 @@ class _Chosen(Fault):
             return await perform()
         if fate == "refused":
             raise _error(ctx, "refused before applying", maybe_applied=False)
-        if fate == "applied late":
-            await anyio.sleep(self.late)
-            return await perform()
+        if fate in {"applied soon", "applied late"}:
+            delay = self.soon if fate == "applied soon" else self.late
+            return await self._delayed(perform, delay)
+        if fate == "applied twice":
+            await perform()
+            again = await perform()
+            return dataclasses.replace(again, resent=True) if isinstance(again, Outcome) else again
         await perform()
         if fate == "answer lost":
             raise _error(ctx, "the answer was lost", maybe_applied=True)
         await anyio.sleep_forever()  # "no answer": applied, and the caller hears nothing
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _delayed(self, perform: Perform, delay: float) -> Any:
+        """Apply the operation `delay` seconds from now, whether or not its sender waits.
+
+        A request on the wire arrives all the same (given a `network` to run in).
+        """
+        if self.network is None:
+            await anyio.sleep(delay)
+            return await perform()
+        answered = anyio.Event()
+        answer: list[Any] = []
+
+        async def deliver() -> None:
+            await anyio.sleep(delay)
+            try:
+                answer.append(await perform())
+            except Exception as error:  # noqa: BLE001 - the sender gets it, if it still waits
+                answer.append(error)
+            answered.set()
+
+        self.network().start_soon(deliver)
+        await answered.wait()
+        if isinstance(answer[0], Exception):
+            raise answer[0]
+        return answer[0]
 
 
 def _error(ctx: FaultContext, what: str, *, maybe_applied: bool) -> LeaseStoreError:
@@ -140,12 +196,23 @@ def _error(ctx: FaultContext, what: str, *, maybe_applied: bool) -> LeaseStoreEr
     return error
 
 
-def store_choices(store: Store, choices: Choices, host: str, *, late: float) -> FaultyStore:
+def store_choices(
+    store: Store,
+    choices: Choices,
+    host: str,
+    *,
+    soon: float,
+    late: float,
+    network: Network | None = None,
+) -> FaultyStore:
     """`store` as `host` sees it: each operation's fate chosen by `choices`.
 
-    ``"applied late"`` applies the operation `late` seconds after it was sent (make it
-    longer than the sender's deadline to test late answers).
+    ``"applied soon"`` applies the operation `soon` seconds after it was sent, and
+    ``"applied late"`` after `late` seconds (make it longer than the sender's deadline).
+    With `network` (a function returning a task group), a delayed operation is applied
+    in it even if its sender stopped waiting, as a request already sent would be.
     """
     wrapped = FaultyStore(store)
-    wrapped.plan("*", _Chosen(choices, host, late), times=None)
+    fault = _Chosen(choices, host, soon=soon, late=late, network=network)
+    wrapped.plan("*", fault, times=None)
     return wrapped
