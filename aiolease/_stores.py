@@ -9,26 +9,12 @@ from typing import cast
 from ._durations import Duration
 from ._exceptions import LeaseConfigError
 from .dynamodb import DynamoDBClient, DynamoDBStore
-from .store import Store
+from .store import OPERATIONS, Store
 
 __all__ = ["store_for"]
 
 #: What a store has (`aiolease.store.Store`), for saying what an incomplete one lacks.
-_STORE_ATTRIBUTES = (
-    "table",
-    "location",
-    "capabilities",
-    "check_options",
-    "check_table",
-    "create_table",
-    "acquire",
-    "refresh",
-    "release",
-    "break_lease",
-    "revoke",
-    "get",
-    "list_page",
-)
+_STORE_ATTRIBUTES = ("table", "location", "capabilities", "check_options", *OPERATIONS)
 
 
 def store_for(

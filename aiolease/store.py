@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 __all__ = [
+    "OPERATIONS",
     "RESTORE",
     "REVOKED_KEPT",
     "UNSET",
@@ -162,6 +163,20 @@ DataUpdate = str | None | _Unset | _Restore
 #: ``"composite_keys"``: keys that are mappings of a table's key attributes;
 #: ``"key_value"``: versioned key-value operations beside the leases.
 Capability = Literal["free_notification", "handover", "composite_keys", "key_value"]
+
+
+#: The awaitable operations of a `Store`, each one request.
+OPERATIONS: Final = (
+    "check_table",
+    "create_table",
+    "acquire",
+    "refresh",
+    "release",
+    "break_lease",
+    "revoke",
+    "get",
+    "list_page",
+)
 
 
 @runtime_checkable

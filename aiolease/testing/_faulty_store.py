@@ -14,7 +14,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from aiolease._exceptions import LeaseStoreError
-from aiolease.store import Outcome
+from aiolease.store import OPERATIONS, Outcome
 
 from ._fault_plans import Call, Fault, FaultContext, FaultPlan, Perform, Where, describe_error
 
@@ -31,19 +31,7 @@ __all__ = [
 ]
 
 #: The store operations :class:`FaultyStore` intercepts.
-STORE_OPERATIONS: Final = frozenset(
-    {
-        "acquire",
-        "refresh",
-        "release",
-        "break_lease",
-        "revoke",
-        "get",
-        "list_page",
-        "check_table",
-        "create_table",
-    }
-)
+STORE_OPERATIONS: Final = frozenset(OPERATIONS)
 
 
 def _error(
